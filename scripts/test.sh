@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# pinpipe's test command: installs what the tests need, starts a moto server (S3 + Kinesis)
+# on 127.0.0.1 on a free port, runs every test against it, and stops it again.
+#
+#   scripts/test.sh            # all tests
+#   scripts/test.sh -p pinpipe # extra arguments go to `cargo test`
+#
+# Honours CARGO_TARGET_DIR. The Python tools live in a virtualenv at $PINPIPE_VENV
+# (default: .venv in the repository).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+source scripts/lib.sh
+
+ensure_venv
+PINPIPE_INTEROP_DIR="$(mktemp -d -t pinpipe-interop.XXXXXX)"
+export PINPIPE_INTEROP_DIR
+trap 'stop_moto; rm -rf "$PINPIPE_INTEROP_DIR"' EXIT
+start_moto
+
+echo "== cargo test (moto at $AWS_ENDPOINT_URL)"
+cargo test --workspace --locked "$@"
+
+if [ "$#" -eq 0 ]; then
+  echo "== other engines read pinpipe's tables"
+  "$PINPIPE_VENV/bin/python" tests/python/read_tables.py
+fi

@@ -1,0 +1,649 @@
+//! Decoding and cleaning (SPEC §2), the same for the stream and the batch path.
+//!
+//! Each table is described once, as a list of [`Column`]s, each with the [`Rule`] that
+//! derives it from the raw JSON object. [`clean`] applies a table's rules in order; there is
+//! no per-table copy of the logic, only per-table data. A record that cannot be made to fit
+//! the clean schema is a [`Rejection`] with a reason a person can act on.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+
+use crate::Table;
+
+/// The type of a clean column; maps onto Arrow/Delta types in `schema.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Int64,
+    Utf8,
+    /// Microseconds since the epoch, UTC.
+    Timestamp,
+    /// `[latitude, longitude]`.
+    Coordinates,
+}
+
+/// How a clean column is derived from the raw record.
+#[derive(Debug, Clone, Copy)]
+pub enum Rule {
+    /// The join key: a required integer, read from the first of these fields that is present.
+    Key(&'static [&'static str]),
+    /// An optional integer.
+    Int(&'static str),
+    /// A string; empty strings and the listed placeholders become null.
+    Text { field: &'static str, nulls: &'static [&'static str] },
+    /// `"211k"` → 211000, `"1M"` → 1000000, `"92"` → 92; placeholders become null.
+    FollowerCount { field: &'static str, nulls: &'static [&'static str] },
+    /// `"Local save in /data/x"` → `"/data/x"`.
+    SavePath(&'static str),
+    /// `"2020-08-28 03:52:47"`, ISO 8601 with `T`, optional fraction and offset; UTC.
+    Timestamp(&'static str),
+    /// `[latitude, longitude]` from two numeric fields.
+    Coordinates { latitude: &'static str, longitude: &'static str },
+    /// `first + " " + last`.
+    FullName { first: &'static str, last: &'static str },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub ty: ColumnType,
+    pub rule: Rule,
+}
+
+const fn col(name: &'static str, ty: ColumnType, rule: Rule) -> Column {
+    Column { name, ty, rule }
+}
+
+const fn text(name: &'static str, nulls: &'static [&'static str]) -> Column {
+    col(name, ColumnType::Utf8, Rule::Text { field: name, nulls })
+}
+
+use ColumnType::{Coordinates as CoordinatesType, Int64, Timestamp as TimestampType, Utf8};
+
+const PIN: &[Column] = &[
+    col("ind", Int64, Rule::Key(&["index", "ind"])),
+    text("unique_id", &[]),
+    text("title", &["No Title Data Available"]),
+    text("description", &["No description available Story format", "No description available", "Untitled"]),
+    col("follower_count", Int64, Rule::FollowerCount { field: "follower_count", nulls: &["User Info Error"] }),
+    text("poster_name", &["User Info Error"]),
+    text("tag_list", &["N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e"]),
+    text("is_image_or_video", &[]),
+    text("image_src", &["Image src error."]),
+    col("save_location", Utf8, Rule::SavePath("save_location")),
+    text("category", &[]),
+    // The original pipeline dropped `downloaded`; SPEC §2 allows keeping it after the others.
+    col("downloaded", Int64, Rule::Int("downloaded")),
+];
+
+const GEO: &[Column] = &[
+    col("ind", Int64, Rule::Key(&["ind", "index"])),
+    text("country", &[]),
+    col("coordinates", CoordinatesType, Rule::Coordinates { latitude: "latitude", longitude: "longitude" }),
+    col("timestamp", TimestampType, Rule::Timestamp("timestamp")),
+];
+
+const USER: &[Column] = &[
+    col("ind", Int64, Rule::Key(&["ind", "index"])),
+    col("user_name", Utf8, Rule::FullName { first: "first_name", last: "last_name" }),
+    col("age", Int64, Rule::Int("age")),
+    col("date_joined", TimestampType, Rule::Timestamp("date_joined")),
+];
+
+impl Table {
+    /// The clean columns of the table, in SPEC §2 order.
+    pub fn columns(self) -> &'static [Column] {
+        match self {
+            Table::Pin => PIN,
+            Table::Geo => GEO,
+            Table::User => USER,
+        }
+    }
+}
+
+/// One clean value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Str(String),
+    /// Microseconds since the epoch, UTC.
+    Timestamp(i64),
+    Coordinates([f64; 2]),
+}
+
+/// A clean record: one cell per column of its table, in column order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CleanRecord {
+    pub cells: Vec<Cell>,
+}
+
+impl CleanRecord {
+    /// The join key (`ind`), always the first column and never null.
+    pub fn ind(&self) -> i64 {
+        match self.cells.first() {
+            Some(Cell::Int(ind)) => *ind,
+            other => unreachable!("the first clean column is the non-null key, found {other:?}"),
+        }
+    }
+
+    /// One JSON object, keys in column order, timestamps as `YYYY-MM-DDTHH:MM:SS` (UTC).
+    pub fn to_json_line(&self, table: Table) -> String {
+        let mut out = String::with_capacity(256);
+        out.push('{');
+        for (i, (column, cell)) in table.columns().iter().zip(&self.cells).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&Value::from(column.name).to_string());
+            out.push(':');
+            match cell {
+                Cell::Null => out.push_str("null"),
+                Cell::Int(v) => out.push_str(&v.to_string()),
+                Cell::Str(s) => out.push_str(&Value::from(s.as_str()).to_string()),
+                Cell::Timestamp(us) => out.push_str(&Value::from(format_timestamp(*us)).to_string()),
+                Cell::Coordinates(c) => out.push_str(&serde_json::json!(c).to_string()),
+            }
+        }
+        out.push('}');
+        out
+    }
+}
+
+/// Why a record could not be cleaned. Goes to the quarantine table with the raw bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Rejection(pub String);
+
+fn reject<T>(reason: impl Into<String>) -> Result<T, Rejection> {
+    Err(Rejection(reason.into()))
+}
+
+/// Decodes raw bytes (a record's JSON text) into a JSON object.
+pub fn decode(raw: &[u8]) -> Result<Map<String, Value>, Rejection> {
+    match serde_json::from_slice::<Value>(raw) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => reject(format!("not a JSON object (found {})", kind(&other))),
+        Err(e) if std::str::from_utf8(raw).is_err() => reject(format!("not UTF-8 JSON text: {e}")),
+        Err(e) => reject(format!("invalid JSON: {e}")),
+    }
+}
+
+/// Decodes and cleans one raw record.
+pub fn clean_bytes(table: Table, raw: &[u8]) -> Result<CleanRecord, Rejection> {
+    clean(table, &decode(raw)?)
+}
+
+/// Applies the table's rules to one raw record.
+pub fn clean(table: Table, raw: &Map<String, Value>) -> Result<CleanRecord, Rejection> {
+    let cells = table
+        .columns()
+        .iter()
+        .map(|column| column.rule.apply(raw).map_err(|Rejection(why)| Rejection(format!("{}: {why}", column.name))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(CleanRecord { cells })
+}
+
+impl Rule {
+    fn apply(self, raw: &Map<String, Value>) -> Result<Cell, Rejection> {
+        let field = |name: &str| raw.get(name).unwrap_or(&Value::Null);
+        match self {
+            Rule::Key(names) => {
+                let Some(value) = names.iter().find_map(|n| raw.get(*n).filter(|v| !v.is_null())) else {
+                    return reject(format!("missing key field `{}`", names[0]));
+                };
+                match integer(value)? {
+                    Some(v) => Ok(Cell::Int(v)),
+                    None => reject(format!("empty key field `{}`", names[0])),
+                }
+            }
+            Rule::Int(name) => Ok(integer(field(name))?.map_or(Cell::Null, Cell::Int)),
+            Rule::Text { field: name, nulls } => Ok(string(field(name), nulls)?.map_or(Cell::Null, Cell::Str)),
+            Rule::FollowerCount { field: name, nulls } => {
+                Ok(follower_count(field(name), nulls)?.map_or(Cell::Null, Cell::Int))
+            }
+            Rule::SavePath(name) => Ok(string(field(name), &[])?
+                .map(|s| s.strip_prefix("Local save in ").map(|p| p.trim().to_string()).unwrap_or(s))
+                .filter(|s| !s.is_empty())
+                .map_or(Cell::Null, Cell::Str)),
+            Rule::Timestamp(name) => Ok(timestamp(field(name))?.map_or(Cell::Null, Cell::Timestamp)),
+            Rule::Coordinates { latitude, longitude } => {
+                let lat = float(field(latitude)).map_err(|Rejection(r)| Rejection(format!("{latitude}: {r}")))?;
+                let lon = float(field(longitude)).map_err(|Rejection(r)| Rejection(format!("{longitude}: {r}")))?;
+                match (lat, lon) {
+                    (None, None) => Ok(Cell::Null),
+                    (Some(lat), Some(lon)) => {
+                        if !(-90.0..=90.0).contains(&lat) {
+                            return reject(format!("{latitude} {lat} is outside [-90, 90]"));
+                        }
+                        if !(-180.0..=180.0).contains(&lon) {
+                            return reject(format!("{longitude} {lon} is outside [-180, 180]"));
+                        }
+                        Ok(Cell::Coordinates([lat, lon]))
+                    }
+                    (Some(_), None) => reject(format!("{latitude} given without {longitude}")),
+                    (None, Some(_)) => reject(format!("{longitude} given without {latitude}")),
+                }
+            }
+            Rule::FullName { first, last } => {
+                let parts: Vec<String> = [first, last]
+                    .into_iter()
+                    .filter_map(|n| string(field(n), &[]).transpose())
+                    .collect::<Result<_, _>>()?;
+                Ok(if parts.is_empty() { Cell::Null } else { Cell::Str(parts.join(" ")) })
+            }
+        }
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A string value with placeholders and blanks as null. Numbers and booleans become their
+/// text (the emulator serialises database rows loosely); arrays and objects are rejected.
+fn string(value: &Value, nulls: &[&str]) -> Result<Option<String>, Rejection> {
+    let s = match value {
+        Value::Null => return Ok(None),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => return reject(format!("expected a string, found {}", kind(other))),
+    };
+    let trimmed = s.trim();
+    if trimmed.is_empty() || nulls.contains(&trimmed) {
+        return Ok(None);
+    }
+    Ok(Some(s))
+}
+
+/// An integer given as a JSON number (integral) or a string of digits; blank is null.
+fn integer(value: &Value) -> Result<Option<i64>, Rejection> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(v), _) => Ok(Some(v)),
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
+            _ => reject(format!("{n} is not an integer")),
+        },
+        Value::String(s) => {
+            let t = s.trim();
+            if t.is_empty() {
+                return Ok(None);
+            }
+            if let Ok(v) = t.parse::<i64>() {
+                return Ok(Some(v));
+            }
+            match t.parse::<f64>() {
+                Ok(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
+                _ => reject(format!("cannot convert {s:?} to an integer")),
+            }
+        }
+        other => reject(format!("expected an integer, found {}", kind(other))),
+    }
+}
+
+/// A finite float given as a JSON number or a numeric string; blank is null.
+fn float(value: &Value) -> Result<Option<f64>, Rejection> {
+    let f = match value {
+        Value::Null => return Ok(None),
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) if s.trim().is_empty() => return Ok(None),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        other => return reject(format!("expected a number, found {}", kind(other))),
+    };
+    match f {
+        Some(f) if f.is_finite() => Ok(Some(f)),
+        _ => reject(format!("cannot convert {value} to a number")),
+    }
+}
+
+/// Follower counts as the source shows them: `92`, `211k`, `1M` (also `1.5k`, `12,345`).
+fn follower_count(value: &Value, nulls: &[&str]) -> Result<Option<i64>, Rejection> {
+    let Value::String(s) = value else {
+        return integer(value);
+    };
+    let t = s.trim();
+    if t.is_empty() || nulls.contains(&t) {
+        return Ok(None);
+    }
+    let (number, multiplier) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1_000i64),
+        Some((i, 'M' | 'm')) => (&t[..i], 1_000_000i64),
+        _ => (t, 1),
+    };
+    let number = number.trim().replace(',', "");
+    let bad =
+        || Rejection(format!("cannot convert {s:?} to a follower count (expected digits with an optional k or M)"));
+    let (whole, fraction) = number.split_once('.').unwrap_or((&number, ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    // Exact decimal arithmetic: 1.5k is 1500, but 1.2345k is not a whole number of followers.
+    let scale = 10i64.checked_pow(fraction.len() as u32).ok_or_else(bad)?;
+    let digits: i64 = format!("{whole}{fraction}").parse().map_err(|_| bad())?;
+    let scaled = digits.checked_mul(multiplier).ok_or_else(bad)?;
+    if scaled % scale != 0 {
+        return Err(bad());
+    }
+    Ok(Some(scaled / scale))
+}
+
+/// Timestamps as `2020-08-28 03:52:47` or ISO 8601 (`T`, fraction, `Z` or offset); naive ones are UTC.
+fn timestamp(value: &Value) -> Result<Option<i64>, Rejection> {
+    let s = match value {
+        Value::Null => return Ok(None),
+        Value::String(s) => s.trim(),
+        other => return reject(format!("expected a timestamp string, found {}", kind(other))),
+    };
+    if s.is_empty() {
+        return Ok(None);
+    }
+    parse_timestamp(s).map(Some).ok_or_else(|| Rejection(format!("cannot parse {s:?} as a timestamp")))
+}
+
+fn parse_timestamp(s: &str) -> Option<i64> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc).timestamp_micros());
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
+            return Some(t.and_utc().timestamp_micros());
+        }
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%#z"] {
+        if let Ok(t) = DateTime::parse_from_str(s, format) {
+            return Some(t.with_timezone(&Utc).timestamp_micros());
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` in UTC, with a fraction only when there is one.
+pub fn format_timestamp(micros: i64) -> String {
+    match DateTime::<Utc>::from_timestamp_micros(micros) {
+        Some(t) => t.to_rfc3339_opts(SecondsFormat::AutoSi, true).trim_end_matches('Z').to_string(),
+        None => micros.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn clean_json(table: Table, raw: Value) -> Result<CleanRecord, Rejection> {
+        clean_bytes(table, raw.to_string().as_bytes())
+    }
+
+    fn cell(table: Table, raw: Value, column: &str) -> Cell {
+        let record = clean_json(table, raw).expect("record cleans");
+        let i = table.columns().iter().position(|c| c.name == column).expect("column exists");
+        record.cells[i].clone()
+    }
+
+    fn pin(overrides: Value) -> Value {
+        let mut base = json!({"index": 7528, "unique_id": "fbe53c66-3442-4773-b19e-d3ec6f54dddf", "title": "Room ideas",
+            "description": "Nice room", "poster_name": "Jane", "follower_count": "211k",
+            "tag_list": "Home Decor,Diy Decor,Room Ideas", "is_image_or_video": "image", "image_src": "https://i.pinimg.com/x.jpg",
+            "downloaded": 1, "save_location": "Local save in /data/home-decor", "category": "home-decor"});
+        for (k, v) in overrides.as_object().unwrap() {
+            base[k] = v.clone();
+        }
+        base
+    }
+
+    fn rejection(table: Table, raw: Value) -> String {
+        clean_json(table, raw).expect_err("record is rejected").0
+    }
+
+    #[test]
+    fn the_spec_pin_example_cleans_to_nulls_and_a_path() {
+        let raw = json!({"index": 7528, "unique_id": "fbe53c66-3442-4773-b19e-d3ec6f54dddf", "title": "No Title Data Available",
+            "description": "No description available Story format", "poster_name": "User Info Error",
+            "follower_count": "User Info Error", "tag_list": "N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e",
+            "is_image_or_video": "multi-video(story page format)", "image_src": "Image src error.",
+            "downloaded": 0, "save_location": "Local save in /data/mens-fashion", "category": "mens-fashion"});
+        let record = clean_json(Table::Pin, raw).unwrap();
+        assert_eq!(
+            record.to_json_line(Table::Pin),
+            r#"{"ind":7528,"unique_id":"fbe53c66-3442-4773-b19e-d3ec6f54dddf","title":null,"description":null,"follower_count":null,"poster_name":null,"tag_list":null,"is_image_or_video":"multi-video(story page format)","image_src":null,"save_location":"/data/mens-fashion","category":"mens-fashion","downloaded":0}"#
+        );
+    }
+
+    #[test]
+    fn every_placeholder_becomes_null_in_its_column() {
+        let cases = [
+            ("title", "No Title Data Available"),
+            ("description", "No description available Story format"),
+            ("description", "No description available"),
+            ("description", "Untitled"),
+            ("poster_name", "User Info Error"),
+            ("follower_count", "User Info Error"),
+            ("tag_list", "N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e"),
+            ("image_src", "Image src error."),
+        ];
+        for (column, placeholder) in cases {
+            assert_eq!(
+                cell(Table::Pin, pin(json!({ column: placeholder })), column),
+                Cell::Null,
+                "{column} = {placeholder:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn placeholders_are_only_null_in_their_own_column() {
+        assert_eq!(cell(Table::Pin, pin(json!({"title": "Untitled"})), "title"), Cell::Str("Untitled".into()));
+    }
+
+    #[test]
+    fn empty_strings_become_null_in_every_column() {
+        for column in [
+            "unique_id",
+            "title",
+            "description",
+            "poster_name",
+            "tag_list",
+            "is_image_or_video",
+            "image_src",
+            "save_location",
+            "category",
+            "follower_count",
+            "downloaded",
+        ] {
+            assert_eq!(cell(Table::Pin, pin(json!({ column: "" })), column), Cell::Null, "{column}");
+            assert_eq!(cell(Table::Pin, pin(json!({ column: "  " })), column), Cell::Null, "{column} blank");
+        }
+        assert_eq!(cell(Table::Geo, json!({"ind": 1, "country": ""}), "country"), Cell::Null);
+    }
+
+    #[test]
+    fn follower_counts_scale_k_and_m() {
+        for (raw, expected) in [
+            ("211k", 211_000),
+            ("1M", 1_000_000),
+            ("92", 92),
+            ("0", 0),
+            ("1.5k", 1_500),
+            ("12,345", 12_345),
+            ("7K", 7_000),
+            (" 3k ", 3_000),
+        ] {
+            assert_eq!(
+                cell(Table::Pin, pin(json!({"follower_count": raw})), "follower_count"),
+                Cell::Int(expected),
+                "{raw}"
+            );
+        }
+        assert_eq!(cell(Table::Pin, pin(json!({"follower_count": 92})), "follower_count"), Cell::Int(92));
+    }
+
+    #[test]
+    fn unconvertible_follower_counts_are_rejected() {
+        for raw in ["lots", "k", "1.2345k", "12kk", "-5", "1e3"] {
+            let why = rejection(Table::Pin, pin(json!({"follower_count": raw})));
+            assert!(why.starts_with("follower_count: cannot convert"), "{raw}: {why}");
+        }
+    }
+
+    #[test]
+    fn numbers_given_as_strings_are_integers() {
+        let record = clean_json(Table::Pin, pin(json!({"index": "7528", "downloaded": "1"}))).unwrap();
+        assert_eq!(record.ind(), 7528);
+        assert_eq!(cell(Table::Pin, pin(json!({"downloaded": "1"})), "downloaded"), Cell::Int(1));
+        assert_eq!(cell(Table::Pin, pin(json!({"index": 7528.0})), "ind"), Cell::Int(7528));
+        assert_eq!(cell(Table::User, json!({"ind": "3", "age": "20"}), "age"), Cell::Int(20));
+    }
+
+    #[test]
+    fn index_is_renamed_to_ind_and_other_tables_accept_either() {
+        assert_eq!(Table::Pin.columns()[0].name, "ind");
+        assert_eq!(clean_json(Table::Pin, pin(json!({"index": 5}))).unwrap().ind(), 5);
+        assert_eq!(clean_json(Table::Geo, json!({"index": 6})).unwrap().ind(), 6);
+    }
+
+    #[test]
+    fn save_location_keeps_only_the_path() {
+        assert_eq!(
+            cell(Table::Pin, pin(json!({"save_location": "Local save in /data/mens-fashion"})), "save_location"),
+            Cell::Str("/data/mens-fashion".into())
+        );
+        assert_eq!(
+            cell(Table::Pin, pin(json!({"save_location": "/data/art"})), "save_location"),
+            Cell::Str("/data/art".into())
+        );
+        assert_eq!(cell(Table::Pin, pin(json!({"save_location": "Local save in "})), "save_location"), Cell::Null);
+    }
+
+    #[test]
+    fn strings_keep_unicode_and_non_breaking_spaces() {
+        let description = "Cozy\u{a0}room… 居心地";
+        assert_eq!(
+            cell(Table::Pin, pin(json!({"description": description})), "description"),
+            Cell::Str(description.into())
+        );
+    }
+
+    #[test]
+    fn column_orders_follow_the_spec() {
+        let names = |t: Table| t.columns().iter().map(|c| c.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(Table::Pin),
+            [
+                "ind",
+                "unique_id",
+                "title",
+                "description",
+                "follower_count",
+                "poster_name",
+                "tag_list",
+                "is_image_or_video",
+                "image_src",
+                "save_location",
+                "category",
+                "downloaded"
+            ]
+        );
+        assert_eq!(names(Table::Geo), ["ind", "country", "coordinates", "timestamp"]);
+        assert_eq!(names(Table::User), ["ind", "user_name", "age", "date_joined"]);
+    }
+
+    #[test]
+    fn geo_gets_coordinates_and_a_timestamp() {
+        let raw = json!({"ind": 7528, "timestamp": "2020-08-28 03:52:47", "latitude": -89.9787, "longitude": -173.293, "country": "Albania"});
+        assert_eq!(
+            clean_json(Table::Geo, raw).unwrap().to_json_line(Table::Geo),
+            r#"{"ind":7528,"country":"Albania","coordinates":[-89.9787,-173.293],"timestamp":"2020-08-28T03:52:47"}"#
+        );
+        let as_strings =
+            json!({"ind": "1", "latitude": "10.5", "longitude": "-20", "timestamp": "2020-08-28T03:52:47"});
+        assert_eq!(cell(Table::Geo, as_strings, "coordinates"), Cell::Coordinates([10.5, -20.0]));
+    }
+
+    #[test]
+    fn space_separated_and_iso_timestamps_are_the_same_instant() {
+        let expected = Cell::Timestamp(1_598_586_767_000_000);
+        for raw in [
+            "2020-08-28 03:52:47",
+            "2020-08-28T03:52:47",
+            "2020-08-28T03:52:47Z",
+            "2020-08-28T05:52:47+02:00",
+            "2020-08-28 03:52:47.000",
+        ] {
+            assert_eq!(cell(Table::Geo, json!({"ind": 1, "timestamp": raw}), "timestamp"), expected, "{raw}");
+        }
+        assert_eq!(
+            cell(Table::Geo, json!({"ind": 1, "timestamp": "2020-08-28T03:52:47.25"}), "timestamp"),
+            Cell::Timestamp(1_598_586_767_250_000)
+        );
+    }
+
+    #[test]
+    fn user_gets_a_user_name_and_a_join_timestamp() {
+        let raw = json!({"ind": 7528, "first_name": "Abigail", "last_name": "Ali", "age": 20, "date_joined": "2015-10-24 11:23:51"});
+        assert_eq!(
+            clean_json(Table::User, raw).unwrap().to_json_line(Table::User),
+            r#"{"ind":7528,"user_name":"Abigail Ali","age":20,"date_joined":"2015-10-24T11:23:51"}"#
+        );
+        assert_eq!(
+            cell(Table::User, json!({"ind": 1, "first_name": "Abigail"}), "user_name"),
+            Cell::Str("Abigail".into())
+        );
+        assert_eq!(cell(Table::User, json!({"ind": 1}), "user_name"), Cell::Null);
+    }
+
+    #[test]
+    fn records_that_cannot_fit_are_rejected_with_a_reason() {
+        let cases: [(Table, &[u8], &str); 6] = [
+            (Table::Pin, b"[1,2]", "not a JSON object (found an array)"),
+            (Table::Pin, b"{\"index\": ", "invalid JSON"),
+            (Table::Pin, b"\xff\xfe", "not UTF-8"),
+            (Table::Pin, br#"{"title": "x"}"#, "ind: missing key field `index`"),
+            (Table::Geo, br#"{"ind": null}"#, "ind: missing key field `ind`"),
+            (Table::User, br#"{"ind": ""}"#, "ind: empty key field `ind`"),
+        ];
+        for (table, raw, expected) in cases {
+            let why = clean_bytes(table, raw).unwrap_err().0;
+            assert!(why.starts_with(expected), "{raw:?}: {why}");
+        }
+        assert_eq!(
+            rejection(Table::Geo, json!({"ind": 1, "timestamp": "yesterday"})),
+            r#"timestamp: cannot parse "yesterday" as a timestamp"#
+        );
+        assert_eq!(
+            rejection(Table::User, json!({"ind": 1, "date_joined": 20151024})),
+            "date_joined: expected a timestamp string, found a number"
+        );
+        assert_eq!(
+            rejection(Table::User, json!({"ind": 1, "age": "twenty"})),
+            r#"age: cannot convert "twenty" to an integer"#
+        );
+        assert_eq!(rejection(Table::Pin, pin(json!({"index": 1.5}))), "ind: 1.5 is not an integer");
+        assert_eq!(rejection(Table::Pin, pin(json!({"title": ["a"]}))), "title: expected a string, found an array");
+        assert_eq!(
+            rejection(Table::Geo, json!({"ind": 1, "latitude": 91, "longitude": 0})),
+            "coordinates: latitude 91 is outside [-90, 90]"
+        );
+        assert_eq!(
+            rejection(Table::Geo, json!({"ind": 1, "latitude": 1})),
+            "coordinates: latitude given without longitude"
+        );
+        assert_eq!(
+            rejection(Table::Geo, json!({"ind": 1, "latitude": "north", "longitude": 1})),
+            r#"coordinates: latitude: cannot convert "north" to a number"#
+        );
+    }
+
+    #[test]
+    fn timestamps_format_as_iso_seconds_in_utc() {
+        assert_eq!(format_timestamp(1_598_586_767_000_000), "2020-08-28T03:52:47");
+        assert_eq!(format_timestamp(1_598_586_767_250_000), "2020-08-28T03:52:47.250");
+    }
+}

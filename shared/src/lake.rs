@@ -1,0 +1,380 @@
+//! The Delta Lake side of pinpipe: where the tables live, creating them, and appending to them
+//! exactly once.
+//!
+//! # Exactly-once appends
+//!
+//! Lambda delivers records at least once: a batch may come again after its commit landed (the
+//! function timed out or crashed after committing), a retry may start mid-batch, and two
+//! invocations may hold the same record. So every append records, *in the same Delta commit as
+//! the rows*, how far it got in each source, and every append first skips what the table
+//! already holds.
+//!
+//! Progress lives in Delta `txn` actions (application transactions), which checkpoints keep and
+//! the conflict checker understands. A `txn` version is an `i64`, but a Kinesis sequence number
+//! is a decimal of up to 128 digits, so a position is stored as [`CHUNKS`] `txn` entries per
+//! source (`<key>#0` .. `<key>#7`), each holding 16 digits of the zero-padded number, most
+//! significant first. All chunks of a key are written together in every commit that advances
+//! it, so any snapshot shows one consistent position. A source key is one shard of one stream
+//! (`kinesis/<stream>/<shard>`); shards that split or merge get new shard ids, hence new keys, and
+//! their sequence numbers only grow, so each key's position is monotone.
+//!
+//! Two writers racing on the same key both write its `txn` ids; Delta's conflict checker rejects
+//! the loser (`ConcurrentTransaction`), which reloads, skips what the winner wrote, and commits
+//! the rest. A commit whose outcome was lost (the conditional PUT landed but the answer did not)
+//! is caught the same way: the retry finds its own `txn` entries and writes nothing.
+//! Conflicts are retried a bounded number of times with exponential backoff and full jitter,
+//! because delta-rs's own retries do not back off.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::{CommitProperties, TransactionError};
+use deltalake::kernel::{StructType, Transaction};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::future::try_join_all;
+use rand::Rng;
+use url::Url;
+
+/// How many `txn` entries hold one position: 8 × 16 digits = 128, Kinesis' longest.
+pub const CHUNKS: usize = 8;
+const CHUNK_DIGITS: usize = 16;
+const MAX_DIGITS: usize = CHUNKS * CHUNK_DIGITS;
+
+/// How many times an append goes back to the table after a conflict before giving up.
+pub const MAX_COMMIT_ATTEMPTS: u32 = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("invalid lake location {0:?}: {1}")]
+    Location(String, String),
+    #[error("Delta table {uri}: {source}")]
+    Delta { uri: String, source: DeltaTableError },
+    #[error("could not build the record batch: {0}")]
+    Arrow(#[from] deltalake::arrow::error::ArrowError),
+    #[error("Delta table {uri}: still conflicting after {attempts} commit attempts")]
+    Contended { uri: String, attempts: u32 },
+    #[error("Delta table {uri}: progress of {key} is unreadable: {detail}")]
+    Progress { uri: String, key: String, detail: String },
+}
+
+/// Where the Delta tables live: an `s3://bucket/prefix` URI or a local directory.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: String,
+    storage_options: HashMap<String, String>,
+}
+
+impl Lake {
+    /// A lake at `root`: `s3://bucket/prefix`, `file:///path` or a plain local path.
+    /// S3 credentials and endpoint come from the usual `AWS_*` environment variables.
+    pub fn new(root: impl Into<String>) -> Self {
+        let root = root.into().trim_end_matches('/').to_string();
+        Self { root, storage_options: HashMap::new() }
+    }
+
+    /// Extra delta-rs storage options (e.g. `AWS_ENDPOINT_URL`), on top of the environment.
+    pub fn with_storage_options(mut self, options: HashMap<String, String>) -> Self {
+        self.storage_options = options;
+        self
+    }
+
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// The URL of the table `name` in this lake.
+    pub fn table_url(&self, name: &str) -> Result<Url, LakeError> {
+        let location = format!("{}/{name}", self.root);
+        let bad = |e: String| LakeError::Location(location.clone(), e);
+        if location.contains("://") {
+            Url::parse(&format!("{location}/")).map_err(|e| bad(e.to_string()))
+        } else {
+            // A local directory: delta-rs wants it to exist and be absolute.
+            deltalake::ensure_table_uri(&location).map_err(|e| bad(e.to_string()))
+        }
+    }
+
+    /// Opens the table `name`, creating it with `schema` if it does not exist yet. Safe when
+    /// several writers create the same table at once: the losers open the winner's table.
+    pub async fn open_or_create(&self, name: &str, schema: &SchemaRef) -> Result<DeltaTable, LakeError> {
+        let url = self.table_url(name)?;
+        let uri = url.to_string();
+        let delta = |source| LakeError::Delta { uri: uri.clone(), source };
+        let mut table = DeltaTableBuilder::from_url(url.clone())
+            .map_err(delta)?
+            .with_storage_options(self.storage_options.clone())
+            .build()
+            .map_err(delta)?;
+        match table.load().await {
+            Ok(()) => return Ok(table),
+            Err(DeltaTableError::NotATable(_)) => {}
+            Err(e) => return Err(delta(e)),
+        }
+        let columns: StructType = schema.as_ref().try_into_kernel().map_err(|e| delta(e.into()))?;
+        let created = table
+            .create()
+            .with_table_name(name)
+            .with_comment(format!("pinpipe table {name}"))
+            .with_columns(columns.fields().cloned())
+            .await;
+        match created {
+            Ok(table) => Ok(table),
+            Err(create_error) => {
+                // Lost a creation race: the table exists now, so open it.
+                let mut table = DeltaTableBuilder::from_url(url)
+                    .map_err(delta)?
+                    .with_storage_options(self.storage_options.clone())
+                    .build()
+                    .map_err(delta)?;
+                match table.load().await {
+                    Ok(()) => Ok(table),
+                    Err(_) => Err(delta(create_error)),
+                }
+            }
+        }
+    }
+}
+
+/// A position in a source, as a decimal of up to 128 digits (a Kinesis sequence number, a Kafka
+/// offset). Ordered by value.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Position(String);
+
+impl Position {
+    /// Parses a decimal position; leading zeros are dropped.
+    pub fn parse(s: &str) -> Option<Position> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let digits = s.trim_start_matches('0');
+        let digits = if digits.is_empty() { "0" } else { digits };
+        (digits.len() <= MAX_DIGITS).then(|| Position(digits.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn to_chunks(&self) -> [i64; CHUNKS] {
+        let padded = format!("{:0>width$}", self.0, width = MAX_DIGITS);
+        std::array::from_fn(|i| {
+            padded[i * CHUNK_DIGITS..(i + 1) * CHUNK_DIGITS].parse().expect("16 ASCII digits fit an i64")
+        })
+    }
+
+    fn from_chunks(chunks: &[i64]) -> Option<Position> {
+        let mut digits = String::with_capacity(MAX_DIGITS);
+        for &chunk in chunks {
+            if !(0..10i64.pow(CHUNK_DIGITS as u32)).contains(&chunk) {
+                return None;
+            }
+            digits.push_str(&format!("{chunk:0>CHUNK_DIGITS$}"));
+        }
+        Position::parse(&digits)
+    }
+}
+
+impl Ord for Position {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.0.len(), &self.0).cmp(&(other.0.len(), &other.0))
+    }
+}
+
+impl PartialOrd for Position {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Debug for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Position({})", self.0)
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn chunk_app_id(key: &str, i: usize) -> String {
+    format!("{key}#{i}")
+}
+
+/// The position the table has recorded for the source `key`, if any.
+pub async fn committed_position(table: &DeltaTable, key: &str) -> Result<Option<Position>, LakeError> {
+    let uri = table.table_url().to_string();
+    let delta = |source| LakeError::Delta { uri: uri.clone(), source };
+    let snapshot = table.snapshot().map_err(delta)?;
+    let log_store = table.log_store();
+    let lookups = (0..CHUNKS).map(|i| snapshot.transaction_version(log_store.as_ref(), chunk_app_id(key, i)));
+    let chunks: Vec<Option<i64>> = try_join_all(lookups).await.map_err(delta)?;
+    if chunks.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let unreadable =
+        |detail: &str| LakeError::Progress { uri: uri.clone(), key: key.to_string(), detail: detail.to_string() };
+    let chunks: Vec<i64> =
+        chunks.into_iter().collect::<Option<_>>().ok_or_else(|| unreadable("some chunks are missing"))?;
+    Position::from_chunks(&chunks).map(Some).ok_or_else(|| unreadable("a chunk is out of range"))
+}
+
+/// One item to append, with the source key and position it came from.
+#[derive(Debug, Clone)]
+pub struct Marked<T> {
+    pub key: String,
+    pub position: Position,
+    pub item: T,
+}
+
+/// What an exactly-once append did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// The commit's table version, if anything was committed.
+    pub version: Option<u64>,
+    pub rows_written: usize,
+    /// Items the table already held from an earlier delivery.
+    pub rows_skipped: usize,
+    pub attempts: u32,
+}
+
+/// Appends `items` to `table` in one commit, skipping every item at or below the position the
+/// table already recorded for its key, and recording for each key the highest position in
+/// `items` (see the module docs). `build` turns the items still to write into one batch.
+pub async fn append_exactly_once<T>(
+    table: &mut DeltaTable,
+    items: &[Marked<T>],
+    app_metadata: serde_json::Map<String, serde_json::Value>,
+    build: impl Fn(&[&T]) -> Result<RecordBatch, LakeError>,
+) -> Result<AppendOutcome, LakeError> {
+    let uri = table.table_url().to_string();
+    let delta = |source| LakeError::Delta { uri: uri.clone(), source };
+    let mut highest: BTreeMap<&str, &Position> = BTreeMap::new();
+    for m in items {
+        let entry = highest.entry(m.key.as_str()).or_insert(&m.position);
+        if m.position > **entry {
+            *entry = &m.position;
+        }
+    }
+    for attempt in 1..=MAX_COMMIT_ATTEMPTS {
+        if attempt > 1 {
+            table.update_state().await.map_err(delta)?;
+        }
+        let mut committed = HashMap::new();
+        for key in highest.keys() {
+            committed.insert(*key, committed_position(table, key).await?);
+        }
+        let is_new = |m: &Marked<T>| committed[m.key.as_str()].as_ref().is_none_or(|done| m.position > *done);
+        let fresh: Vec<&T> = items.iter().filter(|m| is_new(m)).map(|m| &m.item).collect();
+        if fresh.is_empty() {
+            return Ok(AppendOutcome { version: None, rows_written: 0, rows_skipped: items.len(), attempts: attempt });
+        }
+        let txns = highest
+            .iter()
+            .filter(|(key, top)| committed[**key].as_ref().is_none_or(|done| **top > done))
+            .flat_map(|(key, top)| {
+                top.to_chunks()
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(i, chunk)| Transaction::new(chunk_app_id(key, i), chunk))
+            })
+            .collect();
+        let properties =
+            CommitProperties::default().with_application_transactions(txns).with_metadata(app_metadata.clone());
+        let batch = build(&fresh)?;
+        let mut writer = RecordBatchWriter::for_table(table).map_err(delta)?.with_commit_properties(properties);
+        writer.write(batch).await.map_err(delta)?;
+        match writer.flush_and_commit(table).await {
+            Ok(version) => {
+                return Ok(AppendOutcome {
+                    version: Some(version),
+                    rows_written: fresh.len(),
+                    rows_skipped: items.len() - fresh.len(),
+                    attempts: attempt,
+                });
+            }
+            Err(e) if is_conflict(&e) => {
+                tracing::warn!(table = %uri, attempt, error = %e, "commit conflict; reloading and retrying");
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            Err(e) => return Err(delta(e)),
+        }
+    }
+    Err(LakeError::Contended { uri, attempts: MAX_COMMIT_ATTEMPTS })
+}
+
+/// Whether a failed commit lost a race (and may succeed after reloading the table).
+pub fn is_conflict(error: &DeltaTableError) -> bool {
+    matches!(
+        error,
+        DeltaTableError::VersionAlreadyExists(_)
+            | DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(_)
+                    | TransactionError::MaxCommitAttempts(_)
+                    | TransactionError::VersionAlreadyExists(_)
+            }
+    )
+}
+
+/// Exponential backoff with full jitter: up to 50 ms, 100 ms, ... capped at 2 s.
+pub fn backoff(attempt: u32) -> Duration {
+    let cap_ms = (50u64 << attempt.min(6)).min(2_000);
+    Duration::from_millis(rand::rng().random_range(0..=cap_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_compare_by_value_not_by_text() {
+        let p = |s| Position::parse(s).unwrap();
+        assert!(p("10") > p("9"));
+        assert!(p("0009") < p("10"));
+        assert_eq!(p("007"), p("7"));
+        let kinesis = "49590338271490256608559692538361571095921575989136588898";
+        assert!(p(kinesis) > p("49590338271490256608559692538361571095921575989136588897"));
+        assert_eq!(Position::parse(""), None);
+        assert_eq!(Position::parse("12a"), None);
+        assert_eq!(Position::parse(&"9".repeat(129)), None);
+        assert!(Position::parse(&"9".repeat(128)).is_some());
+    }
+
+    #[test]
+    fn positions_round_trip_through_txn_chunks() {
+        for s in
+            ["0", "1", "49590338271490256608559692538361571095921575989136588898", &"9".repeat(128), "1000000000000000"]
+        {
+            let p = Position::parse(s).unwrap();
+            let chunks = p.to_chunks();
+            assert!(chunks.iter().all(|c| *c >= 0));
+            assert_eq!(Position::from_chunks(&chunks), Some(p), "{s}");
+        }
+        assert_eq!(Position::from_chunks(&[-1, 0, 0, 0, 0, 0, 0, 0]), None);
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        for attempt in 0..20 {
+            assert!(backoff(attempt) <= Duration::from_secs(2));
+        }
+    }
+
+    #[test]
+    fn local_tables_live_under_the_root_directory() {
+        let dir = std::env::temp_dir().join(format!("pinpipe-lake-{}", std::process::id()));
+        let lake = Lake::new(dir.to_str().unwrap());
+        let url = lake.table_url("pin").unwrap();
+        assert_eq!(url.scheme(), "file");
+        assert!(url.path().trim_end_matches('/').ends_with("/pin"), "{url}");
+        let s3 = Lake::new("s3://bucket/lake/").table_url("geo").unwrap();
+        assert_eq!(s3.as_str(), "s3://bucket/lake/geo/");
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

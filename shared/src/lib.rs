@@ -1,0 +1,20 @@
+//! pinpipe: the domain of the pipeline, shared by every Lambda function and the CLI.
+//!
+//! - [`table`]: the three tables and their stream, topic and lake names.
+//! - [`clean`]: decoding and the cleaning rules of each table, in one place.
+//! - [`stream`]: the stream port; [`kinesis`] its AWS adapter.
+//! - [`api`]: the producer's REST contract, independent of Lambda.
+//! - [`lake`]: the Delta Lake writer with exactly-once progress.
+//! - [`consumer`]: turns a Kinesis event batch into commits.
+
+pub mod clean;
+pub mod config;
+pub mod consumer;
+pub mod events;
+pub mod lake;
+pub mod schema;
+pub mod table;
+pub mod stream;
+pub use table::Table;
+pub mod api;
+pub mod kinesis;

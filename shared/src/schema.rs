@@ -1,0 +1,257 @@
+//! The Arrow/Delta schema of each clean table and of the quarantine table, and the column
+//! builders that turn clean records into Arrow record batches (one builder per column, never
+//! row by row through an intermediate form).
+
+use std::borrow::Borrow;
+use std::sync::Arc;
+
+use deltalake::arrow::array::{
+    ArrayRef, BinaryBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
+};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::error::ArrowError;
+use deltalake::arrow::record_batch::RecordBatch;
+
+use crate::Table;
+use crate::clean::{Cell, CleanRecord, ColumnType};
+
+/// Lineage columns appended to every clean table, for debugging and audits.
+pub const SOURCE: &str = "_source";
+pub const POSITION: &str = "_position";
+pub const INGESTED_AT: &str = "_ingested_at";
+
+/// Where a record came from: `kinesis:<stream>/<shard>` with its sequence number, or
+/// `s3://<bucket>/<key>` with its line number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub source: String,
+    pub position: String,
+}
+
+fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn coordinates_type() -> DataType {
+    // "element" is the name Delta's array type round-trips to, so batches match the table schema.
+    DataType::List(Arc::new(Field::new("element", DataType::Float64, true)))
+}
+
+fn arrow_type(ty: ColumnType) -> DataType {
+    match ty {
+        ColumnType::Int64 => DataType::Int64,
+        ColumnType::Utf8 => DataType::Utf8,
+        ColumnType::Timestamp => timestamp_type(),
+        ColumnType::Coordinates => coordinates_type(),
+    }
+}
+
+/// The schema of a clean table: its columns in SPEC order (the key `ind` not null), then lineage.
+pub fn table_schema(table: Table) -> SchemaRef {
+    let mut fields: Vec<Field> =
+        table.columns().iter().enumerate().map(|(i, c)| Field::new(c.name, arrow_type(c.ty), i != 0)).collect();
+    fields.push(Field::new(SOURCE, DataType::Utf8, false));
+    fields.push(Field::new(POSITION, DataType::Utf8, false));
+    fields.push(Field::new(INGESTED_AT, timestamp_type(), false));
+    Arc::new(Schema::new(fields))
+}
+
+/// Builds the record batch of a clean table from its records, all ingested at `ingested_at`.
+pub fn table_batch<R: Borrow<(CleanRecord, Origin)>>(
+    table: Table,
+    rows: &[R],
+    ingested_at: i64,
+) -> Result<RecordBatch, ArrowError> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(table.columns().len() + 3);
+    for (i, column) in table.columns().iter().enumerate() {
+        let cells = rows.iter().map(|row| &row.borrow().0.cells[i]);
+        columns.push(build_column(column.ty, cells, rows.len())?);
+    }
+    let mut source = StringBuilder::with_capacity(rows.len(), rows.len() * 48);
+    let mut position = StringBuilder::with_capacity(rows.len(), rows.len() * 56);
+    for row in rows {
+        let origin = &row.borrow().1;
+        source.append_value(&origin.source);
+        position.append_value(&origin.position);
+    }
+    columns.push(Arc::new(source.finish()));
+    columns.push(Arc::new(position.finish()));
+    columns.push(Arc::new(
+        TimestampMicrosecondBuilder::with_capacity(rows.len())
+            .with_timezone("UTC")
+            .finish_with(rows.len(), ingested_at),
+    ));
+    RecordBatch::try_new(table_schema(table), columns)
+}
+
+trait FinishWith {
+    fn finish_with(self, n: usize, value: i64) -> ArrayRef;
+}
+
+impl FinishWith for TimestampMicrosecondBuilder {
+    fn finish_with(mut self, n: usize, value: i64) -> ArrayRef {
+        self.append_value_n(value, n);
+        Arc::new(self.finish())
+    }
+}
+
+fn build_column<'a>(ty: ColumnType, cells: impl Iterator<Item = &'a Cell>, len: usize) -> Result<ArrayRef, ArrowError> {
+    let mismatch = |cell: &Cell| ArrowError::InvalidArgumentError(format!("a {ty:?} column cannot hold {cell:?}"));
+    Ok(match ty {
+        ColumnType::Int64 => {
+            let mut b = Int64Builder::with_capacity(len);
+            for cell in cells {
+                match cell {
+                    Cell::Int(v) => b.append_value(*v),
+                    Cell::Null => b.append_null(),
+                    other => return Err(mismatch(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::Utf8 => {
+            let mut b = StringBuilder::with_capacity(len, len * 32);
+            for cell in cells {
+                match cell {
+                    Cell::Str(v) => b.append_value(v),
+                    Cell::Null => b.append_null(),
+                    other => return Err(mismatch(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::Timestamp => {
+            let mut b = TimestampMicrosecondBuilder::with_capacity(len).with_timezone("UTC");
+            for cell in cells {
+                match cell {
+                    Cell::Timestamp(v) => b.append_value(*v),
+                    Cell::Null => b.append_null(),
+                    other => return Err(mismatch(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::Coordinates => {
+            let DataType::List(item) = coordinates_type() else { unreachable!("coordinates are a list") };
+            let mut b = ListBuilder::with_capacity(Float64Builder::with_capacity(len * 2), len).with_field(item);
+            for cell in cells {
+                match cell {
+                    Cell::Coordinates([lat, lon]) => {
+                        b.values().append_value(*lat);
+                        b.values().append_value(*lon);
+                        b.append(true);
+                    }
+                    Cell::Null => b.append_null(),
+                    other => return Err(mismatch(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+    })
+}
+
+/// A record that could not be cleaned, kept whole with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    pub table: Table,
+    pub origin: Origin,
+    pub raw: Vec<u8>,
+    pub reason: String,
+}
+
+/// The quarantine table: one row per rejected record of any table.
+pub fn quarantine_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("table", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("position", DataType::Utf8, false),
+        Field::new("raw", DataType::Binary, false),
+        // The raw bytes as text (lossy for invalid UTF-8), so a person can query them.
+        Field::new("raw_text", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("quarantined_at", timestamp_type(), false),
+    ]))
+}
+
+pub fn quarantine_batch<R: Borrow<Quarantined>>(rows: &[R], quarantined_at: i64) -> Result<RecordBatch, ArrowError> {
+    let n = rows.len();
+    let mut table = StringBuilder::with_capacity(n, n * 4);
+    let mut source = StringBuilder::with_capacity(n, n * 48);
+    let mut position = StringBuilder::with_capacity(n, n * 56);
+    let mut raw = BinaryBuilder::with_capacity(n, n * 256);
+    let mut raw_text = StringBuilder::with_capacity(n, n * 256);
+    let mut reason = StringBuilder::with_capacity(n, n * 64);
+    for row in rows {
+        let row = row.borrow();
+        table.append_value(row.table.name());
+        source.append_value(&row.origin.source);
+        position.append_value(&row.origin.position);
+        raw.append_value(&row.raw);
+        raw_text.append_value(String::from_utf8_lossy(&row.raw));
+        reason.append_value(&row.reason);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(table.finish()),
+        Arc::new(source.finish()),
+        Arc::new(position.finish()),
+        Arc::new(raw.finish()),
+        Arc::new(raw_text.finish()),
+        Arc::new(reason.finish()),
+        TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC").finish_with(n, quarantined_at),
+    ];
+    RecordBatch::try_new(quarantine_schema(), columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clean::clean_bytes;
+
+    fn origin(i: usize) -> Origin {
+        Origin { source: "kinesis:streaming-x-geo/shardId-000000000000".into(), position: i.to_string() }
+    }
+
+    #[test]
+    fn clean_geo_records_build_a_batch_with_the_spec_types() {
+        let raws = [
+            r#"{"ind": 1, "timestamp": "2020-08-28 03:52:47", "latitude": -89.9787, "longitude": -173.293, "country": "Albania"}"#,
+            r#"{"ind": 2}"#,
+        ];
+        let rows: Vec<_> =
+            raws.iter().enumerate().map(|(i, r)| (clean_bytes(Table::Geo, r.as_bytes()).unwrap(), origin(i))).collect();
+        let batch = table_batch(Table::Geo, &rows, 42).unwrap();
+        assert_eq!(batch.num_rows(), 2);
+        let schema = batch.schema();
+        let types: Vec<_> = schema.fields().iter().map(|f| (f.name().as_str(), f.data_type().clone())).collect();
+        assert_eq!(types[0], ("ind", DataType::Int64));
+        assert_eq!(types[2], ("coordinates", coordinates_type()));
+        assert_eq!(types[3], ("timestamp", timestamp_type()));
+        assert_eq!(types[4..].iter().map(|t| t.0).collect::<Vec<_>>(), [SOURCE, POSITION, INGESTED_AT]);
+        assert_eq!(batch.column(2).null_count(), 1);
+        assert_eq!(batch.column(3).null_count(), 1);
+    }
+
+    #[test]
+    fn every_table_schema_starts_with_its_clean_columns() {
+        for table in Table::ALL {
+            let schema = table_schema(table);
+            assert_eq!(schema.fields().len(), table.columns().len() + 3);
+            assert!(!schema.field(0).is_nullable(), "{table}: the key is never null");
+            let empty = table_batch::<(CleanRecord, Origin)>(table, &[], 0).unwrap();
+            assert_eq!(empty.num_rows(), 0);
+        }
+    }
+
+    #[test]
+    fn quarantine_rows_keep_raw_bytes_and_reason() {
+        let rows = vec![Quarantined {
+            table: Table::Pin,
+            origin: origin(7),
+            raw: b"\xffnot json".to_vec(),
+            reason: "invalid JSON".into(),
+        }];
+        let batch = quarantine_batch(&rows, 1).unwrap();
+        assert_eq!(batch.num_rows(), 1);
+        assert_eq!(batch.schema().field(3).data_type(), &DataType::Binary);
+    }
+}

@@ -1,0 +1,96 @@
+//! Test harness for pinpipe's integration tests: real AWS SDK clients pointed at the moto
+//! server that `scripts/test.sh` starts on 127.0.0.1.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// The moto endpoint, or a panic that says how to get one.
+pub fn endpoint() -> String {
+    match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(url) if url.starts_with("http://127.0.0.1:") => url,
+        Ok(url) => panic!("AWS_ENDPOINT_URL={url} is not a loopback moto server; run scripts/test.sh"),
+        Err(_) => {
+            panic!("AWS_ENDPOINT_URL is not set: run the integration tests with scripts/test.sh, which starts moto")
+        }
+    }
+}
+
+/// SDK configuration for moto: fake static credentials, a fixed region, the moto endpoint.
+pub async fn sdk_config() -> SdkConfig {
+    let creds = aws_sdk_s3::config::Credentials::new("pinpipe-test", "pinpipe-test", None, None, "pinpipe-tests");
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .endpoint_url(endpoint())
+        .load()
+        .await
+}
+
+pub async fn s3_client() -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(&sdk_config().await).force_path_style(true).build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+pub async fn kinesis_client() -> aws_sdk_kinesis::Client {
+    aws_sdk_kinesis::Client::new(&sdk_config().await)
+}
+
+/// A name no other test in this run uses, so tests share one moto server without interfering.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}{}{}", std::process::id() % 100_000, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Creates a fresh bucket and returns its name.
+pub async fn new_bucket() -> String {
+    let bucket = unique("pinpipe-lake-");
+    s3_client().await.create_bucket().bucket(&bucket).send().await.expect("create bucket in moto");
+    bucket
+}
+
+/// Every row of a Delta table, read straight from its Parquet files (no query engine), as
+/// one batch; `None` if the table does not exist.
+#[allow(clippy::missing_panics_doc)]
+pub async fn read_table(lake: &pinpipe::lake::Lake, name: &str) -> Option<deltalake::arrow::record_batch::RecordBatch> {
+    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use object_store::ObjectStoreExt as _;
+    let url = lake.table_url(name).unwrap();
+    let mut table = deltalake::DeltaTableBuilder::from_url(url).unwrap().build().unwrap();
+    if table.load().await.is_err() {
+        return None;
+    }
+    let schema = std::sync::Arc::new(
+        deltalake::kernel::engine::arrow_conversion::TryIntoArrow::try_into_arrow(
+            table.snapshot().unwrap().schema().as_ref(),
+        )
+        .unwrap(),
+    );
+    let store = table.object_store();
+    let paths: Vec<String> = table.snapshot().unwrap().log_data().into_iter().map(|f| f.path().to_string()).collect();
+    let mut batches = Vec::new();
+    for path in paths {
+        let bytes = store.get(&deltalake::Path::parse(&path).unwrap()).await.unwrap().bytes().await.unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
+        for batch in reader {
+            batches.push(batch.unwrap());
+        }
+    }
+    Some(deltalake::arrow::compute::concat_batches(&schema, &batches).unwrap())
+}
+
+/// The Int64 column `name` of a batch, nulls as `None`.
+pub fn int_column(batch: &deltalake::arrow::record_batch::RecordBatch, name: &str) -> Vec<Option<i64>> {
+    use deltalake::arrow::array::{Array, Int64Array};
+    let col = batch.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
+    let col = col.as_any().downcast_ref::<Int64Array>().unwrap_or_else(|| panic!("{name} is not Int64"));
+    (0..col.len()).map(|i| col.is_valid(i).then(|| col.value(i))).collect()
+}
+
+/// The Utf8 column `name` of a batch, nulls as `None`.
+pub fn str_column(batch: &deltalake::arrow::record_batch::RecordBatch, name: &str) -> Vec<Option<String>> {
+    use deltalake::arrow::array::{Array, StringArray};
+    let col = batch.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
+    let col = col.as_any().downcast_ref::<StringArray>().unwrap_or_else(|| panic!("{name} is not Utf8"));
+    (0..col.len()).map(|i| col.is_valid(i).then(|| col.value(i).to_string())).collect()
+}
