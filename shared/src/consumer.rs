@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 
 use crate::Table;
 use crate::clean::{CleanRecord, clean_bytes};
-use crate::lake::{AppendOutcome, Lake, LakeError, Marked, Position, append_exactly_once};
+use crate::lake::{AppendOutcome, Lake, LakeError, Marked, Position, SourceKey, append_exactly_once};
 use crate::schema::{Origin, Quarantined, quarantine_batch, quarantine_schema, table_batch, table_schema};
 
 /// The name of the table that holds every rejected record, of all three tables.
@@ -46,12 +46,14 @@ pub struct TableSink {
     quarantine: Mutex<Option<DeltaTable>>,
 }
 
-/// A record decoded far enough to know where it came from.
-struct Incoming<'a> {
-    key: String,
-    position: Position,
-    origin: Origin,
-    data: &'a [u8],
+/// One raw record and where it came from, whatever the source: a Kinesis record or a line of
+/// a Kafka Connect object. `key` and `position` drive exactly-once appends; `origin` is lineage.
+#[derive(Debug, Clone)]
+pub struct SourceRecord<'a> {
+    pub key: SourceKey,
+    pub position: Position,
+    pub origin: Origin,
+    pub data: &'a [u8],
 }
 
 impl TableSink {
@@ -103,7 +105,9 @@ impl TableSink {
         self.consume(incoming).await
     }
 
-    async fn consume(&self, incoming: Vec<Incoming<'_>>) -> Result<BatchSummary, ConsumeError> {
+    /// Cleans `incoming` and commits it: clean rows to the table, rejects to quarantine, one
+    /// commit each, skipping whatever an earlier delivery already committed.
+    pub async fn consume(&self, incoming: Vec<SourceRecord<'_>>) -> Result<BatchSummary, ConsumeError> {
         let records_in = incoming.len();
         let mut rows: Vec<Marked<(CleanRecord, Origin)>> = Vec::with_capacity(records_in);
         let mut rejected: Vec<Marked<Quarantined>> = Vec::new();
@@ -175,7 +179,7 @@ impl TableSink {
 }
 
 /// Reads the shard, sequence number and origin of a Kinesis event record.
-fn incoming(record: &KinesisEventRecord) -> Result<Incoming<'_>, ConsumeError> {
+fn incoming(record: &KinesisEventRecord) -> Result<SourceRecord<'_>, ConsumeError> {
     let event_id = record.event_id.clone().unwrap_or_default();
     let bad = |detail: &str| ConsumeError::BadEvent { event_id: event_id.clone(), detail: detail.to_string() };
     // Lambda's eventID is "<shardId>:<sequenceNumber>"; the ARN ends in "stream/<name>".
@@ -192,8 +196,8 @@ fn incoming(record: &KinesisEventRecord) -> Result<Incoming<'_>, ConsumeError> {
     let sequence = &record.kinesis.sequence_number;
     let position =
         Position::parse(sequence).ok_or_else(|| bad("sequenceNumber is not a decimal of at most 128 digits"))?;
-    Ok(Incoming {
-        key: format!("kinesis/{stream}/{shard}"),
+    Ok(SourceRecord {
+        key: SourceKey::Sequence(format!("kinesis/{stream}/{shard}")),
         position,
         origin: Origin { source: format!("kinesis:{stream}/{shard}"), position: sequence.clone() },
         data: record.kinesis.data.as_slice(),

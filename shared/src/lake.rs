@@ -18,6 +18,9 @@
 //! (`kinesis/<stream>/<shard>`); shards that split or merge get new shard ids, hence new keys, and
 //! their sequence numbers only grow, so each key's position is monotone.
 //!
+//! Sources whose positions fit an `i64` (a Kafka offset) use [`SourceKey::Offset`]: one `txn`
+//! entry whose app id is the key and whose version is the position.
+//!
 //! Two writers racing on the same key both write its `txn` ids; Delta's conflict checker rejects
 //! the loser (`ConcurrentTransaction`), which reloads, skips what the winner wrote, and commits
 //! the rest. A commit whose outcome was lost (the conditional PUT landed but the answer did not)
@@ -203,32 +206,72 @@ impl fmt::Display for Position {
     }
 }
 
-fn chunk_app_id(key: &str, i: usize) -> String {
-    format!("{key}#{i}")
+/// A source whose progress a table records, and how its positions are stored.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SourceKey {
+    /// Positions of up to 128 digits (Kinesis sequence numbers), in [`CHUNKS`] `txn` entries.
+    Sequence(String),
+    /// Positions that fit an `i64` (Kafka offsets), in one `txn` entry.
+    Offset(String),
+}
+
+impl SourceKey {
+    pub fn id(&self) -> &str {
+        match self {
+            SourceKey::Sequence(id) | SourceKey::Offset(id) => id,
+        }
+    }
+
+    fn app_ids(&self) -> Vec<String> {
+        match self {
+            SourceKey::Sequence(id) => (0..CHUNKS).map(|i| format!("{id}#{i}")).collect(),
+            SourceKey::Offset(id) => vec![id.clone()],
+        }
+    }
+
+    fn encode(&self, position: &Position) -> Option<Vec<i64>> {
+        match self {
+            SourceKey::Sequence(_) => Some(position.to_chunks().to_vec()),
+            SourceKey::Offset(_) => position.0.parse::<i64>().ok().map(|v| vec![v]),
+        }
+    }
+
+    fn decode(&self, versions: &[i64]) -> Option<Position> {
+        match self {
+            SourceKey::Sequence(_) => Position::from_chunks(versions),
+            SourceKey::Offset(_) => versions.first().filter(|v| **v >= 0).and_then(|v| Position::parse(&v.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for SourceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
 }
 
 /// The position the table has recorded for the source `key`, if any.
-pub async fn committed_position(table: &DeltaTable, key: &str) -> Result<Option<Position>, LakeError> {
+pub async fn committed_position(table: &DeltaTable, key: &SourceKey) -> Result<Option<Position>, LakeError> {
     let uri = table.table_url().to_string();
     let delta = |source| LakeError::Delta { uri: uri.clone(), source };
     let snapshot = table.snapshot().map_err(delta)?;
     let log_store = table.log_store();
-    let lookups = (0..CHUNKS).map(|i| snapshot.transaction_version(log_store.as_ref(), chunk_app_id(key, i)));
-    let chunks: Vec<Option<i64>> = try_join_all(lookups).await.map_err(delta)?;
-    if chunks.iter().all(Option::is_none) {
+    let lookups = key.app_ids().into_iter().map(|app_id| snapshot.transaction_version(log_store.as_ref(), app_id));
+    let versions: Vec<Option<i64>> = try_join_all(lookups).await.map_err(delta)?;
+    if versions.iter().all(Option::is_none) {
         return Ok(None);
     }
     let unreadable =
         |detail: &str| LakeError::Progress { uri: uri.clone(), key: key.to_string(), detail: detail.to_string() };
-    let chunks: Vec<i64> =
-        chunks.into_iter().collect::<Option<_>>().ok_or_else(|| unreadable("some chunks are missing"))?;
-    Position::from_chunks(&chunks).map(Some).ok_or_else(|| unreadable("a chunk is out of range"))
+    let versions: Vec<i64> =
+        versions.into_iter().collect::<Option<_>>().ok_or_else(|| unreadable("some chunks are missing"))?;
+    key.decode(&versions).map(Some).ok_or_else(|| unreadable("a version is out of range"))
 }
 
 /// One item to append, with the source key and position it came from.
 #[derive(Debug, Clone)]
 pub struct Marked<T> {
-    pub key: String,
+    pub key: SourceKey,
     pub position: Position,
     pub item: T,
 }
@@ -255,9 +298,9 @@ pub async fn append_exactly_once<T>(
 ) -> Result<AppendOutcome, LakeError> {
     let uri = table.table_url().to_string();
     let delta = |source| LakeError::Delta { uri: uri.clone(), source };
-    let mut highest: BTreeMap<&str, &Position> = BTreeMap::new();
+    let mut highest: BTreeMap<&SourceKey, &Position> = BTreeMap::new();
     for m in items {
-        let entry = highest.entry(m.key.as_str()).or_insert(&m.position);
+        let entry = highest.entry(&m.key).or_insert(&m.position);
         if m.position > **entry {
             *entry = &m.position;
         }
@@ -270,21 +313,23 @@ pub async fn append_exactly_once<T>(
         for key in highest.keys() {
             committed.insert(*key, committed_position(table, key).await?);
         }
-        let is_new = |m: &Marked<T>| committed[m.key.as_str()].as_ref().is_none_or(|done| m.position > *done);
+        let is_new = |m: &Marked<T>| committed[&m.key].as_ref().is_none_or(|done| m.position > *done);
         let fresh: Vec<&T> = items.iter().filter(|m| is_new(m)).map(|m| &m.item).collect();
         if fresh.is_empty() {
             return Ok(AppendOutcome { version: None, rows_written: 0, rows_skipped: items.len(), attempts: attempt });
         }
-        let txns = highest
-            .iter()
-            .filter(|(key, top)| committed[**key].as_ref().is_none_or(|done| **top > done))
-            .flat_map(|(key, top)| {
-                top.to_chunks()
-                    .into_iter()
-                    .enumerate()
-                    .map(move |(i, chunk)| Transaction::new(chunk_app_id(key, i), chunk))
-            })
-            .collect();
+        let mut txns = Vec::new();
+        for (key, top) in &highest {
+            if committed[*key].as_ref().is_some_and(|done| *top <= done) {
+                continue;
+            }
+            let versions = key.encode(top).ok_or_else(|| LakeError::Progress {
+                uri: uri.clone(),
+                key: key.to_string(),
+                detail: format!("position {top} does not fit an i64"),
+            })?;
+            txns.extend(key.app_ids().into_iter().zip(versions).map(|(app_id, v)| Transaction::new(app_id, v)));
+        }
         let properties =
             CommitProperties::default().with_application_transactions(txns).with_metadata(app_metadata.clone());
         let batch = build(&fresh)?;
