@@ -7,6 +7,7 @@
 //! - [`lake`]: the Delta Lake writer with exactly-once progress.
 //! - [`consumer`]: turns a Kinesis event batch into commits.
 
+pub mod batch;
 pub mod clean;
 pub mod config;
 pub mod consumer;
