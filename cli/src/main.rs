@@ -1,1 +1,49 @@
-fn main(){}
+//! `pinpipe`: the command-line face of the pipeline.
+
+use std::io::{self, BufWriter};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pinpipe::Table;
+
+mod clean;
+
+#[derive(Parser)]
+#[command(name = "pinpipe", version, about = "pinpipe: a serverless pin/geo/user event pipeline into Delta Lake")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Clean raw records (JSON lines on stdin) exactly as the Lambdas do: clean records as JSON
+    /// lines on stdout, rejected lines as `{"line": N, "reason": "..."}` on stderr.
+    Clean {
+        /// Which table the records belong to.
+        #[arg(long, value_parser = parse_table)]
+        table: Table,
+    },
+}
+
+fn parse_table(s: &str) -> Result<Table, String> {
+    s.parse().map_err(|e: pinpipe::table::UnknownTable| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Clean { table } => {
+            let stdin = io::stdin().lock();
+            let mut stdout = BufWriter::new(io::stdout().lock());
+            let mut stderr = BufWriter::new(io::stderr().lock());
+            match clean::clean_lines(table, stdin, &mut stdout, &mut stderr) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("pinpipe clean: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
