@@ -1,6 +1,8 @@
 //! Test harness for pinpipe's integration tests: real AWS SDK clients pointed at the moto
 //! server that `scripts/test.sh` starts on 127.0.0.1.
 
+pub mod fault_proxy;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_config::{BehaviorVersion, SdkConfig};

@@ -1,0 +1,199 @@
+//! A fault-injecting HTTP proxy between pinpipe (the AWS SDK, delta-rs) and moto, on loopback.
+//!
+//! It forwards every request to moto, except that a seeded random share of the requests that
+//! match a filter gets a fault instead: a 500, a 503 `SlowDown`, a dropped connection before
+//! forwarding, or — the nastiest — a dropped connection *after* moto applied the request, so
+//! the client cannot know its write (a Delta commit, say) landed. It also serialises
+//! conditional PUTs, because moto's conditional PUT is not atomic under concurrency and the
+//! tests are about pinpipe's behaviour, not moto's.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::net::TcpListener;
+
+/// What the proxy does to a request it picks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    InternalError,
+    SlowDown,
+    DropBeforeForwarding,
+    DropAfterForwarding,
+}
+
+/// Which requests may be faulted, and how often.
+#[derive(Clone)]
+pub struct FaultPlan {
+    /// Chance in [0, 1] that a matching request is faulted.
+    pub probability: f64,
+    /// The faults to choose from, uniformly.
+    pub faults: Vec<Fault>,
+    /// Only requests for which this returns true may be faulted (method, path).
+    pub matches: fn(&str, &str) -> bool,
+}
+
+impl FaultPlan {
+    pub fn none() -> Self {
+        Self { probability: 0.0, faults: vec![], matches: |_, _| false }
+    }
+}
+
+/// How many requests went through and how many of each fault were injected.
+#[derive(Debug, Default)]
+pub struct FaultStats {
+    pub requests: AtomicU64,
+    pub internal_errors: AtomicU64,
+    pub slow_downs: AtomicU64,
+    pub dropped_before: AtomicU64,
+    pub dropped_after: AtomicU64,
+}
+
+impl FaultStats {
+    pub fn faults(&self) -> u64 {
+        self.internal_errors.load(Ordering::Relaxed)
+            + self.slow_downs.load(Ordering::Relaxed)
+            + self.dropped_before.load(Ordering::Relaxed)
+            + self.dropped_after.load(Ordering::Relaxed)
+    }
+}
+
+struct State {
+    upstream: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    plan: Mutex<FaultPlan>,
+    rng: Mutex<StdRng>,
+    conditional_puts: tokio::sync::Mutex<()>,
+    stats: Arc<FaultStats>,
+}
+
+/// A running proxy; it stops when dropped.
+pub struct FaultProxy {
+    pub endpoint: String,
+    pub stats: Arc<FaultStats>,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream` (moto's endpoint) on a free loopback port.
+    pub async fn start(upstream: &str, plan: FaultPlan, seed: u64) -> FaultProxy {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind loopback");
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let stats = Arc::new(FaultStats::default());
+        let state = Arc::new(State {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            plan: Mutex::new(plan),
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            conditional_puts: tokio::sync::Mutex::new(()),
+            stats: stats.clone(),
+        });
+        let serving = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let state = serving.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| forward(state.clone(), req));
+                    // A service error closes the connection: that is how faults drop it.
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FaultProxy { endpoint, stats, state, task }
+    }
+
+    /// Replaces the fault plan, e.g. to stop faulting before reading results back.
+    pub fn set_plan(&self, plan: FaultPlan) {
+        *self.state.plan.lock().unwrap() = plan;
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by the fault proxy")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+fn pick_fault(state: &State, method: &str, path: &str) -> Option<Fault> {
+    let plan = state.plan.lock().unwrap();
+    if plan.faults.is_empty() || !(plan.matches)(method, path) {
+        return None;
+    }
+    let mut rng = state.rng.lock().unwrap();
+    (rng.random::<f64>() < plan.probability).then(|| plan.faults[rng.random_range(0..plan.faults.len())])
+}
+
+fn error_response(status: StatusCode, code: &str) -> Response<Full<Bytes>> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected by the pinpipe fault proxy</Message></Error>"
+    );
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/xml")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+async fn forward(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Dropped> {
+    state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let fault = pick_fault(&state, &method, &path);
+    match fault {
+        Some(Fault::InternalError) => {
+            state.stats.internal_errors.fetch_add(1, Ordering::Relaxed);
+            return Ok(error_response(StatusCode::INTERNAL_SERVER_ERROR, "InternalError"));
+        }
+        Some(Fault::SlowDown) => {
+            state.stats.slow_downs.fetch_add(1, Ordering::Relaxed);
+            return Ok(error_response(StatusCode::SERVICE_UNAVAILABLE, "SlowDown"));
+        }
+        Some(Fault::DropBeforeForwarding) => {
+            state.stats.dropped_before.fetch_add(1, Ordering::Relaxed);
+            return Err(Dropped);
+        }
+        _ => {}
+    }
+    let conditional = req.headers().contains_key("if-none-match") || req.headers().contains_key("if-match");
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
+    let uri = format!("{}{}", state.upstream, parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut upstream = Request::builder().method(parts.method).uri(uri);
+    for (name, value) in &parts.headers {
+        upstream = upstream.header(name, value);
+    }
+    let upstream = upstream.body(Full::new(body)).map_err(|_| Dropped)?;
+    let _serialised = if conditional { Some(state.conditional_puts.lock().await) } else { None };
+    let response = state.client.request(upstream).await.map_err(|_| Dropped)?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
+    if fault == Some(Fault::DropAfterForwarding) {
+        state.stats.dropped_after.fetch_add(1, Ordering::Relaxed);
+        return Err(Dropped);
+    }
+    Ok(Response::from_parts(parts, Full::new(body)))
+}
