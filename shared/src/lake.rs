@@ -102,24 +102,34 @@ impl Lake {
         }
     }
 
+    fn builder(&self, url: Url) -> Result<DeltaTable, DeltaTableError> {
+        DeltaTableBuilder::from_url(url)?.with_storage_options(self.storage_options.clone()).build()
+    }
+
+    /// Opens the table `name`, or `None` if there is no table there yet.
+    pub async fn open(&self, name: &str) -> Result<Option<DeltaTable>, LakeError> {
+        let url = self.table_url(name)?;
+        let delta = |source| LakeError::Delta { uri: url.to_string(), source };
+        let mut table = self.builder(url.clone()).map_err(delta)?;
+        match table.load().await {
+            Ok(()) => Ok(Some(table)),
+            Err(DeltaTableError::NotATable(_)) => Ok(None),
+            Err(e) => Err(delta(e)),
+        }
+    }
+
     /// Opens the table `name`, creating it with `schema` if it does not exist yet. Safe when
     /// several writers create the same table at once: the losers open the winner's table.
     pub async fn open_or_create(&self, name: &str, schema: &SchemaRef) -> Result<DeltaTable, LakeError> {
-        let url = self.table_url(name)?;
-        let uri = url.to_string();
-        let delta = |source| LakeError::Delta { uri: uri.clone(), source };
-        let mut table = DeltaTableBuilder::from_url(url.clone())
-            .map_err(delta)?
-            .with_storage_options(self.storage_options.clone())
-            .build()
-            .map_err(delta)?;
-        match table.load().await {
-            Ok(()) => return Ok(table),
-            Err(DeltaTableError::NotATable(_)) => {}
-            Err(e) => return Err(delta(e)),
+        if let Some(table) = self.open(name).await? {
+            return Ok(table);
         }
+        let url = self.table_url(name)?;
+        let delta = |source| LakeError::Delta { uri: url.to_string(), source };
         let columns: StructType = schema.as_ref().try_into_kernel().map_err(|e| delta(e.into()))?;
-        let created = table
+        let created = self
+            .builder(url.clone())
+            .map_err(delta)?
             .create()
             .with_table_name(name)
             .with_comment(format!("pinpipe table {name}"))
@@ -127,18 +137,11 @@ impl Lake {
             .await;
         match created {
             Ok(table) => Ok(table),
-            Err(create_error) => {
-                // Lost a creation race: the table exists now, so open it.
-                let mut table = DeltaTableBuilder::from_url(url)
-                    .map_err(delta)?
-                    .with_storage_options(self.storage_options.clone())
-                    .build()
-                    .map_err(delta)?;
-                match table.load().await {
-                    Ok(()) => Ok(table),
-                    Err(_) => Err(delta(create_error)),
-                }
-            }
+            // Lost a creation race: the table exists now, so open it.
+            Err(create_error) => match self.open(name).await {
+                Ok(Some(table)) => Ok(table),
+                _ => Err(delta(create_error)),
+            },
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod consumer;
 pub mod events;
 pub mod lake;
+pub mod maintenance;
 pub mod schema;
 pub mod table;
 pub mod stream;

@@ -76,19 +76,18 @@ struct State {
     stats: Arc<FaultStats>,
 }
 
-/// A running proxy; it stops when dropped.
+/// A running proxy; it stops when dropped. It runs on a thread and runtime of its own, so it
+/// keeps serving even while the code under test blocks its own runtime's thread.
 pub struct FaultProxy {
     pub endpoint: String,
     pub stats: Arc<FaultStats>,
     state: Arc<State>,
-    task: tokio::task::JoinHandle<()>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl FaultProxy {
     /// Starts a proxy to `upstream` (moto's endpoint) on a free loopback port.
     pub async fn start(upstream: &str, plan: FaultPlan, seed: u64) -> FaultProxy {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind loopback");
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let stats = Arc::new(FaultStats::default());
         let state = Arc::new(State {
             upstream: upstream.trim_end_matches('/').to_string(),
@@ -98,21 +97,33 @@ impl FaultProxy {
             conditional_puts: tokio::sync::Mutex::new(()),
             stats: stats.clone(),
         });
+        let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
+        let (bound, address) = std::sync::mpsc::channel();
         let serving = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
-                let state = serving.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| forward(state.clone(), req));
-                    // A service error closes the connection: that is how faults drop it.
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("proxy runtime");
+            runtime.block_on(async move {
+                let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind loopback");
+                bound.send(listener.local_addr().unwrap()).unwrap();
+                loop {
+                    let accepted = tokio::select! {
+                        _ = &mut stop => return,
+                        accepted = listener.accept() => accepted,
+                    };
+                    let Ok((stream, _)) = accepted else { return };
+                    let state = serving.clone();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |req| forward(state.clone(), req));
+                        // A service error closes the connection: that is how faults drop it.
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
         });
-        FaultProxy { endpoint, stats, state, task }
+        let endpoint = format!("http://{}", address.recv().expect("proxy started"));
+        FaultProxy { endpoint, stats, state, shutdown: Some(shutdown) }
     }
 
     /// Replaces the fault plan, e.g. to stop faulting before reading results back.
@@ -123,7 +134,9 @@ impl FaultProxy {
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
     }
 }
 
