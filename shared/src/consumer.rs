@@ -75,17 +75,34 @@ impl TableSink {
         let started = Instant::now();
         let mut response = KinesisEventResponse::default();
         match self.consume_kinesis(event).await {
-            Ok(summary) => tracing::info!(
-                table = %self.table,
-                records_in = summary.records_in,
-                rows_written = summary.rows.rows_written,
-                rows_skipped = summary.rows.rows_skipped,
-                quarantined = summary.quarantined.rows_written,
-                commit_version = summary.rows.version,
-                quarantine_version = summary.quarantined.version,
-                duration_ms = started.elapsed().as_millis() as u64,
-                "batch committed"
-            ),
+            Ok(summary) => {
+                crate::metrics::emit(
+                    "stream-consumer",
+                    self.table.name(),
+                    &[
+                        ("RecordsIn", "Count", summary.records_in as f64),
+                        ("RowsWritten", "Count", summary.rows.rows_written as f64),
+                        (
+                            "DuplicatesSkipped",
+                            "Count",
+                            (summary.rows.rows_skipped + summary.quarantined.rows_skipped) as f64,
+                        ),
+                        ("Quarantined", "Count", summary.quarantined.rows_written as f64),
+                        ("BatchDuration", "Milliseconds", started.elapsed().as_secs_f64() * 1e3),
+                    ],
+                );
+                tracing::info!(
+                    table = %self.table,
+                    records_in = summary.records_in,
+                    rows_written = summary.rows.rows_written,
+                    rows_skipped = summary.rows.rows_skipped,
+                    quarantined = summary.quarantined.rows_written,
+                    commit_version = summary.rows.version,
+                    quarantine_version = summary.quarantined.version,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "batch committed"
+                )
+            }
             Err(error) => {
                 // Nothing after the first record is known to be durable in both tables, so retry
                 // from there; already-committed rows are skipped on the retry.
@@ -94,6 +111,7 @@ impl TableSink {
                 if let Some(first) = first {
                     response.add_failure(first);
                 }
+                crate::metrics::emit("stream-consumer", self.table.name(), &[("BatchFailures", "Count", 1.0)]);
             }
         }
         response

@@ -14,6 +14,7 @@ pub mod consumer;
 pub mod events;
 pub mod lake;
 pub mod maintenance;
+pub mod metrics;
 pub mod schema;
 pub mod table;
 pub mod stream;
