@@ -75,6 +75,6 @@ pub trait StreamStore: Send + Sync {
     async fn put_record(&self, stream: &str, entry: PutEntry) -> Result<PutAck, StreamError>;
     /// Puts up to 500 entries once. Per-entry failures come back as [`PutOutcome::Failed`];
     /// an `Err` means nothing was written. Retrying failed entries is the caller's job
-    /// (see `producer::put_records_with_retry`), so adapters stay thin.
+    /// (see `api::put_records_with_retry`), so adapters stay thin.
     async fn put_records(&self, stream: &str, entries: Vec<PutEntry>) -> Result<Vec<PutOutcome>, StreamError>;
 }
