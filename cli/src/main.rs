@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use pinpipe::Table;
 
 mod clean;
+mod demo;
 
 #[derive(Parser)]
 #[command(name = "pinpipe", version, about = "pinpipe: a serverless pin/geo/user event pipeline into Delta Lake")]
@@ -17,6 +18,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole pipeline locally: emulated posts through the producer into embedded
+    /// streams, drained by the consumers into Delta tables on disk, then a summary.
+    Demo(demo::DemoArgs),
     /// Clean raw records (JSON lines on stdin) exactly as the Lambdas do: clean records as JSON
     /// lines on stdout, rejected lines as `{"line": N, "reason": "..."}` on stderr.
     Clean {
@@ -33,6 +37,19 @@ fn parse_table(s: &str) -> Result<Table, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(args) => {
+            let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+            match runtime.block_on(demo::run(&args)) {
+                Ok(report) => {
+                    report.print(&args.lake);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("pinpipe demo: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Clean { table } => {
             let stdin = io::stdin().lock();
             let mut stdout = BufWriter::new(io::stdout().lock());

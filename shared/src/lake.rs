@@ -146,6 +146,48 @@ impl Lake {
     }
 }
 
+impl Lake {
+    /// Every row of the table `name`, read straight from its Parquet files (no query engine),
+    /// as one batch; `None` if there is no table. Meant for small tables: summaries and checks.
+    pub async fn read_all(&self, name: &str) -> Result<Option<RecordBatch>, LakeError> {
+        use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
+        use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        use object_store::ObjectStoreExt as _;
+        let Some(table) = self.open(name).await? else { return Ok(None) };
+        let uri = table.table_url().to_string();
+        let delta = |source: DeltaTableError| LakeError::Delta { uri: uri.clone(), source };
+        let snapshot = table.snapshot().map_err(delta)?;
+        let schema: deltalake::arrow::datatypes::Schema = snapshot
+            .schema()
+            .as_ref()
+            .try_into_arrow()
+            .map_err(|e: deltalake::arrow::error::ArrowError| delta(e.into()))?;
+        let store = table.object_store();
+        let mut batches = Vec::new();
+        for file in snapshot.log_data() {
+            let path = deltalake::Path::parse(file.path())
+                .map_err(|e| delta(DeltaTableError::GenericError { source: Box::new(e) }))?;
+            let bytes =
+                store.get(&path).await.map_err(|e| delta(e.into()))?.bytes().await.map_err(|e| delta(e.into()))?;
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()).map_err(|e| delta(e.into()))?;
+            for batch in reader {
+                batches.push(batch?);
+            }
+        }
+        Ok(Some(deltalake::arrow::compute::concat_batches(&std::sync::Arc::new(schema), &batches)?))
+    }
+
+    /// How many rows the table `name` holds, from the log's file statistics; `None` if there is
+    /// no table.
+    pub async fn count_rows(&self, name: &str) -> Result<Option<u64>, LakeError> {
+        let Some(table) = self.open(name).await? else { return Ok(None) };
+        let snapshot =
+            table.snapshot().map_err(|source| LakeError::Delta { uri: table.table_url().to_string(), source })?;
+        Ok(Some(snapshot.log_data().into_iter().map(|f| f.num_records().unwrap_or(0) as u64).sum()))
+    }
+}
+
 /// A position in a source, as a decimal of up to 128 digits (a Kinesis sequence number, a Kafka
 /// offset). Ordered by value.
 #[derive(Clone, PartialEq, Eq, Hash)]

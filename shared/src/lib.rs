@@ -11,6 +11,8 @@ pub mod batch;
 pub mod clean;
 pub mod config;
 pub mod consumer;
+pub mod embedded;
+pub mod emulator;
 pub mod events;
 pub mod lake;
 pub mod maintenance;

@@ -30,8 +30,13 @@ pub fn emf_line(dimensions: &[(&str, &str)], metrics: &[(&str, &str, f64)], time
     Value::Object(doc).to_string()
 }
 
-/// Prints an EMF document for `function` (the dimension every pinpipe metric carries) and table.
+/// Prints an EMF document for `function` (the dimension every pinpipe metric carries) and table,
+/// when running in Lambda; elsewhere (the CLI, tests) the figures are in the logs already.
 pub fn emit(function: &str, table: &str, metrics: &[(&str, &str, f64)]) {
+    static IN_LAMBDA: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !*IN_LAMBDA.get_or_init(|| std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()) {
+        return;
+    }
     println!(
         "{}",
         emf_line(&[("Function", function), ("Table", table)], metrics, chrono::Utc::now().timestamp_millis())

@@ -51,34 +51,9 @@ pub async fn new_bucket() -> String {
     bucket
 }
 
-/// Every row of a Delta table, read straight from its Parquet files (no query engine), as
-/// one batch; `None` if the table does not exist.
-#[allow(clippy::missing_panics_doc)]
+/// Every row of a Delta table as one batch; `None` if the table does not exist.
 pub async fn read_table(lake: &pinpipe::lake::Lake, name: &str) -> Option<deltalake::arrow::record_batch::RecordBatch> {
-    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use object_store::ObjectStoreExt as _;
-    let url = lake.table_url(name).unwrap();
-    let mut table = deltalake::DeltaTableBuilder::from_url(url).unwrap().build().unwrap();
-    if table.load().await.is_err() {
-        return None;
-    }
-    let schema = std::sync::Arc::new(
-        deltalake::kernel::engine::arrow_conversion::TryIntoArrow::try_into_arrow(
-            table.snapshot().unwrap().schema().as_ref(),
-        )
-        .unwrap(),
-    );
-    let store = table.object_store();
-    let paths: Vec<String> = table.snapshot().unwrap().log_data().into_iter().map(|f| f.path().to_string()).collect();
-    let mut batches = Vec::new();
-    for path in paths {
-        let bytes = store.get(&deltalake::Path::parse(&path).unwrap()).await.unwrap().bytes().await.unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
-        for batch in reader {
-            batches.push(batch.unwrap());
-        }
-    }
-    Some(deltalake::arrow::compute::concat_batches(&schema, &batches).unwrap())
+    lake.read_all(name).await.expect("table readable")
 }
 
 /// The Int64 column `name` of a batch, nulls as `None`.
