@@ -18,10 +18,16 @@ export PINPIPE_INTEROP_DIR
 trap 'stop_moto; rm -rf "$PINPIPE_INTEROP_DIR"' EXIT
 start_moto
 
+PINPIPE_TEST_OUTPUT="$(mktemp -t pinpipe-test.XXXXXX)"
+trap 'stop_moto; rm -rf "$PINPIPE_INTEROP_DIR" "$PINPIPE_TEST_OUTPUT"' EXIT
+
 echo "== cargo test (moto at $AWS_ENDPOINT_URL)"
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked "$@" 2>&1 | tee "$PINPIPE_TEST_OUTPUT"
+passed=$(grep -oE '^test result: [a-zA-Z]+\. [0-9]+ passed' "$PINPIPE_TEST_OUTPUT" | awk '{s+=$4} END {print s+0}')
 
 if [ "$#" -eq 0 ]; then
   echo "== other engines read pinpipe's tables"
   "$PINPIPE_VENV/bin/python" tests/python/read_tables.py
+  passed=$((passed + 1))
 fi
+echo "pinpipe: $passed passed, 0 failed"
