@@ -18,6 +18,11 @@
 //! (`kinesis/<stream>/<shard>`); shards that split or merge get new shard ids, hence new keys, and
 //! their sequence numbers only grow, so each key's position is monotone.
 //!
+//! The scheme assumes each shard is consumed in order, one batch at a time, as Lambda does with
+//! `ParallelizationFactor: 1` (the template's setting). With a higher factor Lambda runs batches
+//! of one shard concurrently, ordered only per partition key, and a later batch committing first
+//! would make an earlier one look delivered: keep the factor at 1.
+//!
 //! Sources whose positions fit an `i64` (a Kafka offset) use [`SourceKey::Offset`]: one `txn`
 //! entry whose app id is the key and whose version is the position.
 //!
