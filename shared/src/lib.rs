@@ -7,16 +7,21 @@
 //! - [`lake`]: the Delta Lake writer with exactly-once progress.
 //! - [`consumer`]: turns a Kinesis event batch into commits.
 
+#[cfg(feature = "lake")]
 pub mod batch;
 pub mod clean;
 pub mod config;
+#[cfg(feature = "lake")]
 pub mod consumer;
 pub mod embedded;
 pub mod emulator;
 pub mod events;
+#[cfg(feature = "lake")]
 pub mod lake;
+#[cfg(feature = "lake")]
 pub mod maintenance;
 pub mod metrics;
+#[cfg(feature = "lake")]
 pub mod schema;
 pub mod table;
 pub mod stream;
