@@ -8,6 +8,7 @@ use pinpipe::Table;
 
 mod clean;
 mod demo;
+mod emulate;
 
 #[derive(Parser)]
 #[command(name = "pinpipe", version, about = "pinpipe: a serverless pin/geo/user event pipeline into Delta Lake")]
@@ -21,6 +22,9 @@ enum Command {
     /// Run the whole pipeline locally: emulated posts through the producer into embedded
     /// streams, drained by the consumers into Delta tables on disk, then a summary.
     Demo(demo::DemoArgs),
+    /// Send emulated posts to a running producer (`--api URL`), or write them as Kafka Connect
+    /// files for the batch path (`--kafka-files DIR`).
+    Emulate(emulate::EmulateArgs),
     /// Clean raw records (JSON lines on stdin) exactly as the Lambdas do: clean records as JSON
     /// lines on stdout, rejected lines as `{"line": N, "reason": "..."}` on stderr.
     Clean {
@@ -46,6 +50,19 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("pinpipe demo: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Emulate(args) => {
+            let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+            match runtime.block_on(emulate::run(&args)) {
+                Ok(report) => {
+                    report.print();
+                    if report.records_failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+                }
+                Err(e) => {
+                    eprintln!("pinpipe emulate: {e:#}");
                     ExitCode::FAILURE
                 }
             }
