@@ -31,10 +31,17 @@ pub struct BatchSummary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
+    // Boxed: a LakeError is large, and every record's Result would pay for it.
     #[error(transparent)]
-    Lake(#[from] LakeError),
+    Lake(Box<LakeError>),
     #[error("record {event_id:?} has no usable shard or sequence number: {detail}")]
     BadEvent { event_id: String, detail: String },
+}
+
+impl From<LakeError> for ConsumeError {
+    fn from(error: LakeError) -> Self {
+        ConsumeError::Lake(Box::new(error))
+    }
 }
 
 /// Sinks batches of one table into a lake, keeping the Delta table handles warm across
