@@ -9,6 +9,7 @@ use pinpipe::Table;
 mod clean;
 mod demo;
 mod emulate;
+mod query;
 
 #[derive(Parser)]
 #[command(name = "pinpipe", version, about = "pinpipe: a serverless pin/geo/user event pipeline into Delta Lake")]
@@ -32,6 +33,9 @@ enum Command {
         #[arg(long, value_parser = parse_table)]
         table: Table,
     },
+    /// Answer the analytics questions of SPEC §5 (or `--sql`) with SQL over the lake's Delta
+    /// tables: aligned tables, CSV or JSON, and SVG bar charts with `--chart DIR`.
+    Query(query::QueryArgs),
 }
 
 fn parse_table(s: &str) -> Result<Table, String> {
@@ -63,6 +67,16 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("pinpipe emulate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Query(args) => {
+            let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+            match runtime.block_on(query::run(&args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("pinpipe query: {e:#}");
                     ExitCode::FAILURE
                 }
             }
