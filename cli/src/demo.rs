@@ -61,6 +61,8 @@ pub struct DemoReport {
     pub rows: BTreeMap<String, (u64, u64)>,
     pub quarantine_reasons: BTreeMap<String, u64>,
     pub elapsed: Duration,
+    /// The answers to SPEC §5 over the lake, as aligned tables (`pinpipe query`).
+    pub analytics: Option<String>,
 }
 
 impl DemoReport {
@@ -92,6 +94,9 @@ impl DemoReport {
             lake.display(),
             lake.display()
         );
+        if let Some(analytics) = &self.analytics {
+            println!("\n{analytics}");
+        }
     }
 }
 
@@ -204,6 +209,11 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoReport> {
         rows,
         quarantine_reasons: quarantine_reasons(&lake).await?,
         elapsed: started.elapsed(),
+        analytics: Some(
+            crate::query::render_all(&lake, crate::query::Format::Table)
+                .await
+                .unwrap_or_else(|e| format!("the analytics failed: {e:#}\n")),
+        ),
     })
 }
 
@@ -262,6 +272,9 @@ mod tests {
         assert_eq!(report.rows[QUARANTINE_TABLE], (0, poisoned));
         assert_eq!(report.quarantine_reasons.values().sum::<u64>(), poisoned);
         assert!(report.quarantine_reasons.keys().all(|r| r.contains("cannot")), "{:?}", report.quarantine_reasons);
+        let analytics = report.analytics.as_deref().unwrap_or_default();
+        assert!(analytics.contains("8. Median follower count by joining year and age group"), "{analytics}");
+        assert!(!analytics.contains("failed"), "{analytics}");
 
         let again = run(&args(dir.path(), 5)).await.unwrap();
         assert!(again.rows.values().all(|(before, after)| before == after), "{:?}", again.rows);
