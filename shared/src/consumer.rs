@@ -14,7 +14,7 @@ use deltalake::DeltaTable;
 use tokio::sync::Mutex;
 
 use crate::Table;
-use crate::clean::{CleanRecord, clean_bytes};
+use crate::clean::{CleanRecord, Rejection, clean_bytes};
 use crate::lake::{AppendOutcome, Lake, LakeError, Marked, Position, SourceKey, append_exactly_once};
 use crate::schema::{Origin, Quarantined, quarantine_batch, quarantine_schema, table_batch, table_schema};
 
@@ -61,6 +61,9 @@ pub struct SourceRecord<'a> {
     pub position: Position,
     pub origin: Origin,
     pub data: &'a [u8],
+    /// Set when the record is known to be unusable before cleaning (cut short, an unreadable
+    /// object): it goes to quarantine with this reason.
+    pub unreadable: Option<String>,
 }
 
 impl TableSink {
@@ -137,7 +140,11 @@ impl TableSink {
         let mut rows: Vec<Marked<(CleanRecord, Origin)>> = Vec::with_capacity(records_in);
         let mut rejected: Vec<Marked<Quarantined>> = Vec::new();
         for record in incoming {
-            match clean_bytes(self.table, record.data) {
+            let cleaned = match record.unreadable {
+                Some(reason) => Err(Rejection(reason)),
+                None => clean_bytes(self.table, record.data),
+            };
+            match cleaned {
                 Ok(clean) => {
                     rows.push(Marked { key: record.key, position: record.position, item: (clean, record.origin) })
                 }
@@ -226,5 +233,6 @@ fn incoming(record: &KinesisEventRecord) -> Result<SourceRecord<'_>, ConsumeErro
         position,
         origin: Origin { source: format!("kinesis:{stream}/{shard}"), position: sequence.clone() },
         data: record.kinesis.data.as_slice(),
+        unreadable: None,
     })
 }

@@ -15,6 +15,7 @@ use base64::Engine as _;
 use http::StatusCode;
 use pinpipe::Table;
 use pinpipe::api::{self, ApiConfig, ApiRequest, ApiResponse};
+use pinpipe::batch::{BatchIngest, LocalObjects};
 use pinpipe::consumer::{QUARANTINE_TABLE, TableSink};
 use pinpipe::embedded::EmbeddedStreams;
 use pinpipe::lake::Lake;
@@ -245,9 +246,24 @@ async fn scheduled_sample_runs_maintenance_over_every_table() {
 // ---------------------------------------------------------------------------------------------
 // Batch ingest
 
-/// Where the S3 sample goes through batch-ingest's handler once `pinpipe::batch` exposes it
-/// (its author wires this up; until then the event is only checked for shape).
-async fn run_batch_ingest_sample(_event: &S3Event) {}
+/// The S3 sample through batch-ingest's handler, reading the object it names from
+/// `events/kafka-connect/` (what `PINPIPE_LOCAL_OBJECTS_DIR` does for `cargo lambda watch`):
+/// two clean pins land, the record without an index is quarantined, a redelivery adds nothing.
+async fn run_batch_ingest_sample(event: &S3Event) {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path().to_str().unwrap());
+    let objects = std::sync::Arc::new(LocalObjects::new(events_dir().join("kafka-connect")));
+    let ingest = BatchIngest::new(PREFIX, lake.clone(), objects);
+    let summary = ingest.handle_s3_event(event).await.expect("the sample object is ingested");
+    assert_eq!((summary.objects_read, summary.skipped.len()), (1, 0), "{summary:?}");
+    let pin = &summary.tables[&Table::Pin];
+    assert_eq!((pin.records_in, pin.rows_written, pin.quarantined), (3, 2, 1), "{pin:?}");
+    assert_eq!(lake.count_rows("pin").await.unwrap(), Some(2));
+    assert_eq!(lake.count_rows(QUARANTINE_TABLE).await.unwrap(), Some(1));
+    let again = ingest.handle_s3_event(event).await.unwrap();
+    assert_eq!(again.tables[&Table::Pin].duplicates_skipped, 3);
+    assert_eq!(lake.count_rows("pin").await.unwrap(), Some(2));
+}
 
 #[tokio::test]
 async fn s3_kafka_connect_sample_deserialises() {
