@@ -29,5 +29,15 @@ if [ "$#" -eq 0 ]; then
   echo "== other engines read pinpipe's tables"
   "$PINPIPE_VENV/bin/python" tests/python/read_tables.py
   passed=$((passed + 1))
+
+  # The deployment template: no cfn-lint error or warning (SAM transformed with
+  # aws-sam-translator), and no failed checkov check that the template does not skip with a
+  # reason. --skip-download keeps checkov off the network.
+  echo "== cfn-lint template.yaml"
+  "$PINPIPE_VENV/bin/cfn-lint" template.yaml
+  passed=$((passed + 1))
+  echo "== checkov template.yaml"
+  "$PINPIPE_VENV/bin/checkov" -f template.yaml --quiet --compact --skip-download
+  passed=$((passed + 1))
 fi
 echo "pinpipe: $passed passed, 0 failed"
