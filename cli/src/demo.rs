@@ -3,11 +3,15 @@
 //! The emulator's posts go through the producer's own request handling (`api::handle`, the code
 //! behind API Gateway) into an embedded stream service with shards; each table's consumer
 //! (`TableSink::handle_kinesis_event`, the code behind the Kinesis trigger) drains the shards in
-//! Lambda-sized batches into Delta tables under `--lake`. Running it again with the same seed is
+//! Lambda-sized batches into Delta tables under `--lake`. Every `--batch-every`th post takes the
+//! batch path instead: its records are written as a Kafka Connect S3 sink writes them (objects
+//! under `<lake>/_raw/topics/`) and landed by the batch ingest's own code (`BatchIngest`, the code
+//! behind the S3 trigger). Running it again with the same seed is
 //! a redelivery of the same records, so it adds nothing; another seed adds new posts.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -16,12 +20,15 @@ use http::Method;
 use indicatif::{ProgressBar, ProgressStyle};
 use pinpipe::Table;
 use pinpipe::api::{ApiConfig, ApiRequest, handle};
+use pinpipe::batch::{BatchIngest, LocalObjects, ObjectRef};
 use pinpipe::consumer::{QUARANTINE_TABLE, TableSink};
 use pinpipe::embedded::EmbeddedStreams;
 use pinpipe::emulator::{Emulator, Post};
 use pinpipe::events::{KinesisDelivery, kinesis_event};
 use pinpipe::lake::Lake;
 use serde_json::{Value, json};
+
+use crate::emulate::write_connect_objects;
 
 /// The deployment prefix the demo's streams are named after.
 pub const DEMO_PREFIX: &str = "demo";
@@ -46,6 +53,13 @@ pub struct DemoArgs {
     /// Records per `PUT /streams/{name}/records` request.
     #[arg(long, default_value_t = 250)]
     pub request_size: usize,
+    /// Every Nth post goes through the batch path (Kafka Connect files) instead of the stream;
+    /// 0 sends every post through the stream.
+    #[arg(long, default_value_t = 5)]
+    pub batch_every: usize,
+    /// Records per Kafka Connect object on the batch path (the sink's `flush.size`).
+    #[arg(long, default_value_t = 100)]
+    pub flush_size: usize,
     /// No progress bar (for logs and tests).
     #[arg(long)]
     pub quiet: bool,
@@ -57,6 +71,9 @@ pub struct DemoReport {
     pub posts: usize,
     pub records: usize,
     pub poisoned: usize,
+    /// Posts that took the batch path, and the Kafka Connect objects they were written to.
+    pub batch_posts: usize,
+    pub batch_objects: usize,
     /// Rows per table (and `quarantine`) before and after the run.
     pub rows: BTreeMap<String, (u64, u64)>,
     pub quarantine_reasons: BTreeMap<String, u64>,
@@ -78,6 +95,12 @@ impl DemoReport {
             self.elapsed.as_secs_f64(),
             self.records_per_second(),
             self.poisoned
+        );
+        println!(
+            "  {} posts through the stream path (producer -> Kinesis -> consumer), {} through the batch path ({} Kafka Connect objects -> batch ingest)",
+            self.posts - self.batch_posts,
+            self.batch_posts,
+            self.batch_objects
         );
         println!("\n  {:<12} {:>10} {:>10}", "table", "rows", "new");
         for (name, (before, after)) in &self.rows {
@@ -146,8 +169,14 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoReport> {
     let first_ind = (args.seed % 1_000) as i64 * 1_000_000;
     let posts: Vec<Post> = Emulator::new(args.seed, first_ind).take(args.posts).collect();
     let records = posts.len() * 3;
-    let bar = progress(args.quiet, records as u64, "producing");
-    for chunk in posts.chunks(args.request_size.clamp(1, 500)) {
+    let takes_batch_path = |i: usize| args.batch_every > 0 && i % args.batch_every == 0;
+    let (batch_posts, stream_posts): (Vec<(usize, &Post)>, Vec<(usize, &Post)>) =
+        posts.iter().enumerate().partition(|(i, _)| takes_batch_path(*i));
+    let batch_posts: Vec<Post> = batch_posts.into_iter().map(|(_, p)| p.clone()).collect();
+    let stream_posts: Vec<Post> = stream_posts.into_iter().map(|(_, p)| p.clone()).collect();
+
+    let bar = progress(args.quiet, (stream_posts.len() * 3) as u64, "producing");
+    for chunk in stream_posts.chunks(args.request_size.clamp(1, 500)) {
         for table in Table::ALL {
             let stream = table.stream_name(DEMO_PREFIX);
             let body: Vec<Value> = chunk
@@ -165,7 +194,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoReport> {
     }
     bar.finish_and_clear();
 
-    let bar = progress(args.quiet, records as u64, "consuming");
+    let bar = progress(args.quiet, (stream_posts.len() * 3) as u64, "consuming");
     for table in Table::ALL {
         let stream = table.stream_name(DEMO_PREFIX);
         let sink = TableSink::new(table, lake.clone());
@@ -198,6 +227,23 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoReport> {
     }
     bar.finish_and_clear();
 
+    // The batch path: the sink's objects in a folder standing for the raw bucket, offsets
+    // counting from the seed's first index so that another seed writes other objects.
+    let raw = lake_dir.join("_raw");
+    let keys = write_connect_objects(&raw, DEMO_PREFIX, &batch_posts, first_ind as u64, args.flush_size)?;
+    let objects: Vec<ObjectRef> = keys.iter().map(|key| ObjectRef { bucket: "raw".into(), key: key.clone() }).collect();
+    let bar = progress(args.quiet, objects.len() as u64, "batch");
+    let ingest = BatchIngest::new(DEMO_PREFIX, lake.clone(), Arc::new(LocalObjects::new(&raw)));
+    // One notification per table's objects at a time, as Lambda would batch them.
+    for notification in objects.chunks(50) {
+        let summary = ingest.ingest(notification).await.context("batch ingest failed")?;
+        if !summary.skipped.is_empty() {
+            bail!("batch ingest skipped objects it should have read: {:?}", summary.skipped);
+        }
+        bar.inc(notification.len() as u64);
+    }
+    bar.finish_and_clear();
+
     for name in &names {
         let after = lake.count_rows(name).await?.unwrap_or(0);
         rows.entry(name.clone()).and_modify(|r| r.1 = after);
@@ -206,6 +252,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoReport> {
         posts: posts.len(),
         records,
         poisoned: posts.iter().filter(|p| p.poisoned.is_some()).count(),
+        batch_posts: batch_posts.len(),
+        batch_objects: objects.len(),
         rows,
         quarantine_reasons: quarantine_reasons(&lake).await?,
         elapsed: started.elapsed(),
@@ -250,6 +298,8 @@ mod tests {
             shards: 2,
             batch_size: 64,
             request_size: 50,
+            batch_every: 4,
+            flush_size: 30,
             quiet: true,
         }
     }
@@ -268,6 +318,12 @@ mod tests {
             let unique: HashSet<i64> = inds.values().iter().copied().collect();
             assert_eq!(unique.len() as u64, expected, "{table}: no duplicate ind");
         }
+        assert_eq!((report.batch_posts, report.batch_objects), (100, 12), "every 4th post, 30 records per object");
+        let pins = lake.read_all("pin").await.unwrap().unwrap();
+        let sources = pins.column_by_name("_source").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+        let from_files = (0..sources.len()).filter(|i| sources.value(*i).starts_with("file://")).count();
+        let batch_pins = posts.iter().step_by(4).filter(|p| p.poisoned != Some(Table::Pin)).count();
+        assert_eq!(from_files, batch_pins, "the batch path's pins carry their object as lineage");
         let poisoned = posts.iter().filter(|p| p.poisoned.is_some()).count() as u64;
         assert_eq!(report.rows[QUARANTINE_TABLE], (0, poisoned));
         assert_eq!(report.quarantine_reasons.values().sum::<u64>(), poisoned);

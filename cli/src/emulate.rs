@@ -189,24 +189,43 @@ fn write_kafka_files(args: &EmulateArgs, dir: &Path) -> anyhow::Result<EmulateRe
     if args.posts == 0 {
         bail!("--kafka-files needs a number of --posts");
     }
-    let mut report = EmulateReport::default();
-    let mut offsets: BTreeMap<Table, u64> = BTreeMap::new();
-    for post in Emulator::new(args.seed, 0).take(args.posts) {
-        for table in Table::ALL {
-            let topic = table.topic(&args.prefix);
-            let offset = offsets.entry(table).or_default();
-            let folder = dir.join("topics").join(&topic).join("partition=0");
-            std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
-            let file = folder.join(format!("{topic}+0+{offset:010}.json"));
-            std::fs::write(&file, format!("{}\n", post.record(table)))
-                .with_context(|| format!("writing {}", file.display()))?;
-            *offset += 1;
-            report.records_ok += 1;
+    let posts: Vec<Post> = Emulator::new(args.seed, 0).take(args.posts).collect();
+    let keys = write_connect_objects(dir, &args.prefix, &posts, 0, 1)?;
+    Ok(EmulateReport {
+        posts: posts.len(),
+        records_ok: keys.len(),
+        elapsed: started.elapsed(),
+        ..EmulateReport::default()
+    })
+}
+
+/// Writes the records of `posts` as a Kafka Connect S3 sink with JsonFormat and `flush.size`
+/// = `flush_size` does, into `dir` standing for the bucket: per table, objects
+/// `topics/<prefix>.<table>/partition=0/<topic>+0+<offset, 10 digits>.json` of up to `flush_size`
+/// compact JSON values, each followed by a newline, offsets counting from `first_offset`.
+/// Returns the keys written.
+pub fn write_connect_objects(
+    dir: &Path,
+    prefix: &str,
+    posts: &[Post],
+    first_offset: u64,
+    flush_size: usize,
+) -> anyhow::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for table in Table::ALL {
+        let topic = table.topic(prefix);
+        let folder = format!("topics/{topic}/partition=0");
+        std::fs::create_dir_all(dir.join(&folder))
+            .with_context(|| format!("creating {folder} in {}", dir.display()))?;
+        for (i, chunk) in posts.chunks(flush_size.max(1)).enumerate() {
+            let offset = first_offset + (i * flush_size.max(1)) as u64;
+            let key = format!("{folder}/{topic}+0+{offset:010}.json");
+            let body: String = chunk.iter().map(|post| format!("{}\n", post.record(table))).collect();
+            std::fs::write(dir.join(&key), body).with_context(|| format!("writing {key} in {}", dir.display()))?;
+            keys.push(key);
         }
-        report.posts += 1;
     }
-    report.elapsed = started.elapsed();
-    Ok(report)
+    Ok(keys)
 }
 
 #[cfg(test)]

@@ -152,6 +152,11 @@ pub fn decode_key(key: &str) -> String {
 pub trait ObjectSource: Send + Sync {
     /// The object's bytes as a stream, or `None` if it no longer exists.
     async fn open(&self, object: &ObjectRef) -> Result<Option<ObjectBody>, SourceError>;
+
+    /// Where the object is, as the lineage and quarantine tables name it.
+    fn locate(&self, object: &ObjectRef) -> String {
+        format!("s3://{}/{}", object.bucket, object.key)
+    }
 }
 
 pub type ObjectBody = Box<dyn AsyncBufRead + Send + Unpin>;
@@ -228,6 +233,10 @@ impl ObjectSource for LocalObjects {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(SourceError::new(object, e)),
         }
+    }
+
+    fn locate(&self, object: &ObjectRef) -> String {
+        format!("file://{}", self.root.join(&object.key).display())
     }
 }
 
@@ -684,7 +693,7 @@ impl BatchIngest {
                 summary.objects_read += 1;
                 let mut reader = RecordReader::new(body, connect.gzip);
                 let key = connect.source_key();
-                let source = format!("s3://{}/{}", object.bucket, object.key);
+                let source = self.source.locate(object);
                 let read_error =
                     |source| IngestError::Read { bucket: object.bucket.clone(), key: object.key.clone(), source };
                 let mut offset = connect.start_offset;
