@@ -201,10 +201,7 @@ impl Rule {
             Rule::FollowerCount { field: name, nulls } => {
                 Ok(follower_count(field(name), nulls)?.map_or(Cell::Null, Cell::Int))
             }
-            Rule::SavePath(name) => Ok(string(field(name), &[])?
-                .map(|s| s.strip_prefix("Local save in ").map(|p| p.trim().to_string()).unwrap_or(s))
-                .filter(|s| !s.is_empty())
-                .map_or(Cell::Null, Cell::Str)),
+            Rule::SavePath(name) => Ok(string(field(name), &[])?.and_then(save_path).map_or(Cell::Null, Cell::Str)),
             Rule::Timestamp(name) => Ok(timestamp(field(name))?.map_or(Cell::Null, Cell::Timestamp)),
             Rule::Coordinates { latitude, longitude } => {
                 let lat = float(field(latitude)).map_err(|Rejection(r)| Rejection(format!("{latitude}: {r}")))?;
@@ -277,16 +274,65 @@ fn integer(value: &Value) -> Result<Option<i64>, Rejection> {
             if t.is_empty() {
                 return Ok(None);
             }
-            if let Ok(v) = t.parse::<i64>() {
-                return Ok(Some(v));
-            }
-            match t.parse::<f64>() {
-                Ok(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
-                _ => reject(format!("cannot convert {s:?} to an integer")),
+            match decimal_integer(t) {
+                Some(v) => Ok(Some(v)),
+                None => reject(format!("cannot convert {s:?} to an integer")),
             }
         }
         other => reject(format!("expected an integer, found {}", kind(other))),
     }
+}
+
+/// The integer a decimal numeral writes exactly (`42`, `+42`, `42.000`, `4.2e1`), if it is
+/// one and fits an i64. Going through f64 would round `4.0000000000000000001` to 4.
+fn decimal_integer(t: &str) -> Option<i64> {
+    let (negative, unsigned) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let (mantissa, exponent) = unsigned.split_once(['e', 'E']).map_or((unsigned, None), |(m, e)| (m, Some(e)));
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let is_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !is_digits(whole) || !is_digits(fraction) {
+        return None;
+    }
+    let exponent: i64 = match exponent {
+        None => 0,
+        Some(e) => {
+            let magnitude = e.strip_prefix(['+', '-']).unwrap_or(e);
+            if magnitude.is_empty() || !is_digits(magnitude) {
+                return None;
+            }
+            // Capped: far past the 19 digits an i64 has, the exact size no longer matters.
+            let significant = magnitude.trim_start_matches('0');
+            let magnitude = if significant.len() > 6 { 1_000_000 } else { significant.parse().unwrap_or(0) };
+            if e.starts_with('-') { -magnitude } else { magnitude }
+        }
+    };
+    // The digits before `point` are the integer part; every digit after it must be 0.
+    let point = i64::try_from(whole.len()).ok()?.saturating_add(exponent);
+    let limit = i128::from(i64::MAX) + 1;
+    let mut value: i128 = 0;
+    let mut position: i64 = 0;
+    for digit in whole.bytes().chain(fraction.bytes()).map(|b| i128::from(b - b'0')) {
+        if position < point {
+            value = value * 10 + digit;
+            if value > limit {
+                return None;
+            }
+        } else if digit != 0 {
+            return None;
+        }
+        position += 1;
+    }
+    while value != 0 && position < point {
+        value *= 10;
+        if value > limit {
+            return None;
+        }
+        position += 1;
+    }
+    i64::try_from(if negative { -value } else { value }).ok()
 }
 
 /// A finite float given as a JSON number or a numeric string; blank is null.
@@ -307,7 +353,10 @@ fn float(value: &Value) -> Result<Option<f64>, Rejection> {
 /// Follower counts as the source shows them: `92`, `211k`, `1M` (also `1.5k`, `12,345`).
 fn follower_count(value: &Value, nulls: &[&str]) -> Result<Option<i64>, Rejection> {
     let Value::String(s) = value else {
-        return integer(value);
+        return match integer(value)? {
+            Some(n) if n < 0 => reject(format!("cannot convert {value} to a follower count (a count is not negative)")),
+            n => Ok(n),
+        };
     };
     let t = s.trim();
     if t.is_empty() || nulls.contains(&t) {
@@ -333,6 +382,21 @@ fn follower_count(value: &Value, nulls: &[&str]) -> Result<Option<i64>, Rejectio
         return Err(bad());
     }
     Ok(Some(scaled / scale))
+}
+
+/// `Local save in /data/x` → `/data/x`. The prefix goes however often it repeats (a value
+/// cleaned twice, or written twice), so no clean value still starts with it; blank is null.
+fn save_path(s: String) -> Option<String> {
+    const PREFIX: &str = "Local save in ";
+    let mut rest = s.trim_start();
+    if !rest.starts_with(PREFIX) {
+        return Some(s);
+    }
+    while let Some(after) = rest.strip_prefix(PREFIX) {
+        rest = after.trim_start();
+    }
+    let path = rest.trim_end();
+    (!path.is_empty()).then(|| path.to_string())
 }
 
 /// Timestamps as `2020-08-28 03:52:47` or ISO 8601 (`T`, fraction, `Z` or offset); naive ones are UTC.
@@ -493,6 +557,21 @@ mod tests {
         }
     }
 
+    /// Found by fuzzing (`fuzz/`, target `clean_structured`): `"-5"` was rejected but the
+    /// number -5 was accepted as a follower count.
+    #[test]
+    fn negative_follower_counts_are_rejected_as_numbers_too() {
+        assert_eq!(
+            rejection(Table::Pin, pin(json!({"follower_count": -38371}))),
+            "follower_count: cannot convert -38371 to a follower count (a count is not negative)"
+        );
+        assert!(
+            rejection(Table::Pin, pin(json!({"follower_count": -5.0}))).starts_with("follower_count: cannot convert")
+        );
+        assert_eq!(cell(Table::Pin, pin(json!({"follower_count": 0})), "follower_count"), Cell::Int(0));
+        assert_eq!(cell(Table::Pin, pin(json!({"follower_count": -0.0})), "follower_count"), Cell::Int(0));
+    }
+
     #[test]
     fn numbers_given_as_strings_are_integers() {
         let record = clean_json(Table::Pin, pin(json!({"index": "7528", "downloaded": "1"}))).unwrap();
@@ -500,6 +579,50 @@ mod tests {
         assert_eq!(cell(Table::Pin, pin(json!({"downloaded": "1"})), "downloaded"), Cell::Int(1));
         assert_eq!(cell(Table::Pin, pin(json!({"index": 7528.0})), "ind"), Cell::Int(7528));
         assert_eq!(cell(Table::User, json!({"ind": "3", "age": "20"}), "age"), Cell::Int(20));
+    }
+
+    /// Found by fuzzing (`fuzz/`, target `clean_structured`): integers given as text went
+    /// through f64, so `"2074688218111.000000000003437487075"` was accepted as 2074688218111.
+    #[test]
+    fn integers_given_as_text_are_exact_or_rejected() {
+        for (raw, expected) in [
+            ("42", 42),
+            ("+42", 42),
+            ("-0", 0),
+            ("42.000", 42),
+            ("5.", 5),
+            ("1e3", 1000),
+            ("4.2E1", 42),
+            ("150e-1", 15),
+            ("0e999999999999999999999", 0),
+            ("9223372036854775807", i64::MAX),
+            ("-9223372036854775808", i64::MIN),
+            ("1e18", 1_000_000_000_000_000_000),
+        ] {
+            assert_eq!(cell(Table::User, json!({"ind": 1, "age": raw}), "age"), Cell::Int(expected), "{raw}");
+        }
+        for raw in [
+            "2074688218111.000000000003437487075",
+            "4.0000000000000000001",
+            "1e-400",
+            "15e-1",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "1e19",
+            "1e999999999999",
+            "inf",
+            "NaN",
+            ".",
+            "e5",
+            "1e",
+            "+-1",
+            "0x10",
+            "1_000",
+        ] {
+            let why = rejection(Table::User, json!({"ind": 1, "age": raw}));
+            assert_eq!(why, format!("age: cannot convert {raw:?} to an integer"));
+        }
+        assert!(rejection(Table::Pin, pin(json!({"index": "7528.5"}))).starts_with("ind: cannot convert"));
     }
 
     #[test]
@@ -520,6 +643,27 @@ mod tests {
             Cell::Str("/data/art".into())
         );
         assert_eq!(cell(Table::Pin, pin(json!({"save_location": "Local save in "})), "save_location"), Cell::Null);
+    }
+
+    /// Found by fuzzing (`fuzz/`, target `clean_structured`): a doubled prefix kept one
+    /// `Local save in ` in the clean value, and a leading blank kept all of it.
+    #[test]
+    fn save_location_loses_a_repeated_or_indented_prefix() {
+        for raw in [
+            "Local save in Local save in /data/home-decor",
+            "  Local save in /data/home-decor",
+            "Local save in  Local save in /data/home-decor ",
+        ] {
+            assert_eq!(
+                cell(Table::Pin, pin(json!({"save_location": raw})), "save_location"),
+                Cell::Str("/data/home-decor".into()),
+                "{raw:?}"
+            );
+        }
+        assert_eq!(
+            cell(Table::Pin, pin(json!({"save_location": "Local save in Local save in "})), "save_location"),
+            Cell::Null
+        );
     }
 
     #[test]
