@@ -39,5 +39,11 @@ if [ "$#" -eq 0 ]; then
   echo "== checkov template.yaml"
   "$PINPIPE_VENV/bin/checkov" -f template.yaml --quiet --compact --skip-download
   passed=$((passed + 1))
+
+  # The real function binaries under `cargo lambda watch`, invoked with events/ (about a minute
+  # once the functions are built; it starts its own moto).
+  echo "== the functions under cargo lambda watch"
+  scripts/lambda-local.sh 2>&1 | tee -a "$PINPIPE_TEST_OUTPUT"
+  passed=$((passed + $(sed -n 's/^cargo lambda: \([0-9]*\) passed, 0 failed$/\1/p' "$PINPIPE_TEST_OUTPUT")))
 fi
 echo "pinpipe: $passed passed, 0 failed"
