@@ -1,3 +1,4 @@
+#![cfg(feature = "lake")]
 //! Properties of cleaning over arbitrary input: it never panics, and every record it accepts
 //! fits the clean schema (an Arrow batch of the table's schema builds from it).
 

@@ -29,6 +29,10 @@ pub enum Fault {
     SlowDown,
     DropBeforeForwarding,
     DropAfterForwarding,
+    /// Kinesis `PutRecords` only: each entry is throttled with the plan's probability
+    /// (`ProvisionedThroughputExceededException` in its result), the others are forwarded, as a
+    /// hot shard does it. Requests of other kinds pass untouched.
+    ThrottleEntries,
 }
 
 /// Which requests may be faulted, and how often.
@@ -56,6 +60,7 @@ pub struct FaultStats {
     pub slow_downs: AtomicU64,
     pub dropped_before: AtomicU64,
     pub dropped_after: AtomicU64,
+    pub throttled_entries: AtomicU64,
 }
 
 impl FaultStats {
@@ -64,6 +69,7 @@ impl FaultStats {
             + self.slow_downs.load(Ordering::Relaxed)
             + self.dropped_before.load(Ordering::Relaxed)
             + self.dropped_after.load(Ordering::Relaxed)
+            + self.throttled_entries.load(Ordering::Relaxed)
     }
 }
 
@@ -156,6 +162,10 @@ fn pick_fault(state: &State, method: &str, path: &str) -> Option<Fault> {
     if plan.faults.is_empty() || !(plan.matches)(method, path) {
         return None;
     }
+    if plan.faults.contains(&Fault::ThrottleEntries) {
+        // Throttling is decided per entry of every matching request, with the plan's probability.
+        return Some(Fault::ThrottleEntries);
+    }
     let mut rng = state.rng.lock().unwrap();
     (rng.random::<f64>() < plan.probability).then(|| plan.faults[rng.random_range(0..plan.faults.len())])
 }
@@ -192,8 +202,15 @@ async fn forward(state: Arc<State>, req: Request<Incoming>) -> Result<Response<F
         _ => {}
     }
     let conditional = req.headers().contains_key("if-none-match") || req.headers().contains_key("if-match");
-    let (parts, body) = req.into_parts();
-    let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
+    let put_records = req.headers().get("x-amz-target").is_some_and(|t| t == "Kinesis_20131202.PutRecords");
+    let (mut parts, body) = req.into_parts();
+    let mut body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
+    let mut throttled = Vec::new();
+    if fault == Some(Fault::ThrottleEntries) && put_records {
+        (body, throttled) = throttle_entries(&state, &body).ok_or(Dropped)?;
+        // The body changed: let the client compute its length (moto does not check signatures).
+        parts.headers.remove(hyper::header::CONTENT_LENGTH);
+    }
     let uri = format!("{}{}", state.upstream, parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     let mut upstream = Request::builder().method(parts.method).uri(uri);
     for (name, value) in &parts.headers {
@@ -208,5 +225,47 @@ async fn forward(state: Arc<State>, req: Request<Incoming>) -> Result<Response<F
         state.stats.dropped_after.fetch_add(1, Ordering::Relaxed);
         return Err(Dropped);
     }
+    let body = if throttled.is_empty() { body } else { merge_throttled(&body, &throttled).ok_or(Dropped)? };
+    let mut parts = parts;
+    parts.headers.remove(hyper::header::CONTENT_LENGTH);
     Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+/// Picks the entries of a `PutRecords` body to throttle; returns the body with the others and,
+/// per original entry, whether it was throttled.
+fn throttle_entries(state: &State, body: &[u8]) -> Option<(Bytes, Vec<bool>)> {
+    let mut request: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let entries = request.get_mut("Records")?.as_array_mut()?;
+    let probability = state.plan.lock().unwrap().probability;
+    let throttled: Vec<bool> = {
+        let mut rng = state.rng.lock().unwrap();
+        entries.iter().map(|_| rng.random::<f64>() < probability).collect()
+    };
+    let mut keep = throttled.iter().map(|t| !t);
+    entries.retain(|_| keep.next().unwrap_or(true));
+    let n = throttled.iter().filter(|t| **t).count() as u64;
+    state.stats.throttled_entries.fetch_add(n, Ordering::Relaxed);
+    Some((Bytes::from(serde_json::to_vec(&request).ok()?), throttled))
+}
+
+/// Kinesis' answer for the forwarded entries, widened back to every original entry with the
+/// throttled ones failed in place.
+fn merge_throttled(body: &[u8], throttled: &[bool]) -> Option<Bytes> {
+    let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut forwarded = answer.get("Records")?.as_array()?.iter();
+    let mut failed = answer.get("FailedRecordCount").and_then(|n| n.as_u64()).unwrap_or(0);
+    let mut records = Vec::with_capacity(throttled.len());
+    for &was_throttled in throttled {
+        if was_throttled {
+            failed += 1;
+            records.push(serde_json::json!({
+                "ErrorCode": "ProvisionedThroughputExceededException",
+                "ErrorMessage": "Rate exceeded for shard shardId-000000000000 (injected by the pinpipe fault proxy)"
+            }));
+        } else {
+            records.push(forwarded.next()?.clone());
+        }
+    }
+    let merged = serde_json::json!({"FailedRecordCount": failed, "Records": records});
+    Some(Bytes::from(serde_json::to_vec(&merged).ok()?))
 }

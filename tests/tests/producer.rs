@@ -10,7 +10,8 @@ use pinpipe::Table;
 use pinpipe::api::{ApiConfig, ApiRequest, ApiResponse, handle};
 use pinpipe::kinesis::KinesisStreamStore;
 use pinpipe::stream::StreamStore;
-use pinpipe_tests::{kinesis_client, unique};
+use pinpipe_tests::fault_proxy::{Fault, FaultPlan, FaultProxy};
+use pinpipe_tests::{endpoint, kinesis_client, sdk_config, unique};
 use serde_json::{Value, json};
 
 /// A producer for a fresh deployment prefix, so tests sharing one moto server stay apart.
@@ -303,4 +304,77 @@ async fn kinesis_store_lists_every_stream_across_pages() {
     for name in &names {
         assert!(listed.contains(name), "{name} missing from {} listed streams", listed.len());
     }
+}
+
+/// A producer whose Kinesis client goes through `proxy`.
+async fn producer_through(proxy: &FaultProxy, retry_budget: Duration) -> Producer {
+    let config =
+        aws_sdk_kinesis::config::Builder::from(&sdk_config().await).endpoint_url(proxy.endpoint.clone()).build();
+    Producer {
+        config: ApiConfig::new(unique("t"), true, retry_budget).unwrap(),
+        store: KinesisStreamStore::new(aws_sdk_kinesis::Client::from_conf(config)),
+    }
+}
+
+fn geo_batch(n: usize) -> (Vec<Value>, String) {
+    let records: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"data": {"ind": i, "country": "Chad", "latitude": 1.5, "longitude": 2.5,
+                                 "timestamp": "2021-03-04 05:06:07"}, "partition-key": format!("post-{i}")})
+        })
+        .collect();
+    let body = json!({ "records": records }).to_string();
+    (records, body)
+}
+
+fn throttle_entries(probability: f64) -> FaultPlan {
+    FaultPlan { probability, faults: vec![Fault::ThrottleEntries], matches: |_, _| true }
+}
+
+#[tokio::test]
+async fn throttled_put_records_entries_are_retried_and_land_exactly_once() {
+    let proxy = FaultProxy::start(&endpoint(), FaultPlan::none(), 5).await;
+    let producer = producer_through(&proxy, Duration::from_secs(10)).await;
+    producer.create_streams().await;
+    let stream = producer.stream(Table::Geo);
+    // A hot shard: each entry of every PutRecords call is throttled with a 30% chance.
+    proxy.set_plan(throttle_entries(0.3));
+    let (records, body) = geo_batch(200);
+    let response = producer.call(Method::PUT, &format!("/streams/{stream}/records"), Some(&body)).await;
+    proxy.set_plan(FaultPlan::none());
+    let throttled = proxy.stats.throttled_entries.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("producer throttling: {throttled} entries throttled and retried for 200 records");
+    assert!(throttled >= 30, "the proxy must really throttle entries ({throttled})");
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    assert_eq!(response.body["FailedRecordCount"], 0, "{}", response.body);
+
+    let stored = read_stream(&stream).await;
+    let mut landed: Vec<Vec<u8>> = stored.values().map(|(_, data)| data.clone()).collect();
+    landed.sort();
+    let mut expected: Vec<Vec<u8>> = records.iter().map(|r| serde_json::to_vec(&r["data"]).unwrap()).collect();
+    expected.sort();
+    assert_eq!(landed.len(), 200, "every record once, none doubled by the retries");
+    assert_eq!(landed, expected);
+    // Each acknowledgement points at the record it stands for.
+    for (i, ack) in response.body["Records"].as_array().unwrap().iter().enumerate() {
+        let at = (ack["ShardId"].as_str().unwrap().to_string(), ack["SequenceNumber"].as_str().unwrap().to_string());
+        assert_eq!(stored[&at].1, serde_json::to_vec(&records[i]["data"]).unwrap(), "ack {i}");
+    }
+}
+
+#[tokio::test]
+async fn entries_still_throttled_when_the_retry_budget_runs_out_are_reported_per_record() {
+    let proxy = FaultProxy::start(&endpoint(), FaultPlan::none(), 6).await;
+    let producer = producer_through(&proxy, Duration::from_millis(300)).await;
+    producer.create_streams().await;
+    let stream = producer.stream(Table::Geo);
+    proxy.set_plan(throttle_entries(1.0));
+    let (_, body) = geo_batch(20);
+    let response = producer.call(Method::PUT, &format!("/streams/{stream}/records"), Some(&body)).await;
+    proxy.set_plan(FaultPlan::none());
+    assert_eq!(response.body["FailedRecordCount"], 20, "{}", response.body);
+    let results = response.body["Records"].as_array().unwrap();
+    assert_eq!(results.len(), 20);
+    assert!(results.iter().all(|r| r["ErrorCode"] == "ProvisionedThroughputExceededException"), "{}", response.body);
+    assert!(read_stream(&stream).await.is_empty(), "nothing was written");
 }
