@@ -8,7 +8,7 @@
 # Honours CARGO_TARGET_DIR and PINPIPE_VENV like scripts/test.sh. cargo-lambda comes from the
 # virtualenv (scripts/requirements.txt). The functions run as debug builds, the way `cargo lambda
 # watch` runs them (`cargo run --bin <function>`); they are built first so the first invocation
-# does not wait for the compiler. batch-ingest is not invoked yet: it has no handler so far.
+# does not wait for the compiler.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -35,7 +35,7 @@ trap cleanup EXIT
 start_moto
 
 echo "== building the functions as cargo lambda watch runs them"
-for bin in producer stream-consumer maintenance; do
+for bin in producer stream-consumer batch-ingest maintenance; do
   cargo build --quiet --bin "$bin"
 done
 
@@ -45,6 +45,15 @@ import sys, boto3
 k = boto3.client("kinesis")
 for t in ("pin", "geo", "user"):
     k.create_stream(StreamName=f"streaming-{sys.argv[1]}-{t}", ShardCount=1)
+PY
+# The Kafka Connect object the S3 sample event names, in the raw bucket it names.
+"$PINPIPE_VENV/bin/python" - <<'PY'
+import json, pathlib, urllib.parse, boto3
+record = json.load(open("events/s3-kafka-connect.json"))["Records"][0]["s3"]
+bucket, key = record["bucket"]["name"], urllib.parse.unquote_plus(record["object"]["key"])
+s3 = boto3.client("s3")
+s3.create_bucket(Bucket=bucket)
+s3.put_object(Bucket=bucket, Key=key, Body=pathlib.Path("events/kafka-connect", key).read_bytes())
 PY
 
 port="$(free_port)"
@@ -109,6 +118,7 @@ def count(stream):
 got = (count(f"streaming-{sys.argv[1]}-pin"), count(f"streaming-{sys.argv[1]}-geo"))
 sys.exit(0 if got == (1, 3) else f"expected 1 pin and 3 geo records, found {got}")
 PY
+invoke batch-ingest events/s3-kafka-connect.json '"objects_read":1' '"rows_written":2' '"quarantined":1'
 invoke maintenance events/scheduled.json '"table":"pin"' '"checkpoint_version":' '"skipped":"notableyet"'
 
 echo "cargo lambda: $passed passed, $failed failed"
