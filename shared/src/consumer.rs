@@ -168,25 +168,32 @@ impl TableSink {
                 .unwrap_or_default()
         };
 
-        let mut summary = BatchSummary { records_in, ..Default::default() };
-        if !rows.is_empty() {
+        // The two tables are independent, so both commits run at once and their storage round
+        // trips overlap. Either failing fails the batch; the retry skips what either committed.
+        let clean_rows = async {
+            if rows.is_empty() {
+                return Ok(AppendOutcome::default());
+            }
             let mut table = self.open(&self.data, self.table.name(), table_schema(self.table)).await?;
             let table = table.as_mut().expect("opened above");
-            summary.rows = append_exactly_once(table, &rows, metadata("rows", rows.len()), |fresh| {
+            append_exactly_once(table, &rows, metadata("rows", rows.len()), |fresh| {
                 Ok(table_batch(self.table, fresh, now)?)
             })
-            .await?;
-        }
-        if !rejected.is_empty() {
+            .await
+        };
+        let quarantined = async {
+            if rejected.is_empty() {
+                return Ok(AppendOutcome::default());
+            }
             let mut table = self.open(&self.quarantine, QUARANTINE_TABLE, quarantine_schema()).await?;
             let table = table.as_mut().expect("opened above");
-            summary.quarantined =
-                append_exactly_once(table, &rejected, metadata("quarantine", rejected.len()), |fresh| {
-                    Ok(quarantine_batch(fresh, now)?)
-                })
-                .await?;
-        }
-        Ok(summary)
+            append_exactly_once(table, &rejected, metadata("quarantine", rejected.len()), |fresh| {
+                Ok(quarantine_batch(fresh, now)?)
+            })
+            .await
+        };
+        let (rows, quarantined) = tokio::join!(clean_rows, quarantined);
+        Ok(BatchSummary { records_in, rows: rows?, quarantined: quarantined? })
     }
 
     /// The cached handle of a table, brought up to date, or a freshly opened (or created) one.
