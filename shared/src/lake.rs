@@ -359,9 +359,15 @@ pub async fn append_exactly_once<T>(
         if attempt > 1 {
             table.update_state().await.map_err(delta)?;
         }
+        let read_version = table.version();
+        let known = read_version.and_then(|v| known_progress(&uri, v));
         let mut committed = HashMap::new();
         for key in highest.keys() {
-            committed.insert(*key, committed_position(table, key).await?);
+            let position = match known.as_ref().and_then(|k| k.get(*key)) {
+                Some(position) => position.clone(),
+                None => committed_position(table, key).await?,
+            };
+            committed.insert(*key, position);
         }
         let is_new = |m: &Marked<T>| committed[&m.key].as_ref().is_none_or(|done| m.position > *done);
         let fresh: Vec<&T> = items.iter().filter(|m| is_new(m)).map(|m| &m.item).collect();
@@ -387,6 +393,7 @@ pub async fn append_exactly_once<T>(
         writer.write(batch).await.map_err(delta)?;
         match writer.flush_and_commit(table).await {
             Ok(version) => {
+                remember_progress(&uri, read_version, version, known, &committed, &highest);
                 return Ok(AppendOutcome {
                     version: Some(version),
                     rows_written: fresh.len(),
@@ -402,6 +409,52 @@ pub async fn append_exactly_once<T>(
         }
     }
     Err(LakeError::Contended { uri, attempts: MAX_COMMIT_ATTEMPTS })
+}
+
+/// Progress per source as of a table version, for tables this process committed to.
+type KnownProgress = HashMap<SourceKey, Option<Position>>;
+
+/// Per table: the version of this process's last commit and the positions it knew then. While a
+/// table is still at that version nobody else has committed since, so these are what its log
+/// says, and a warm consumer skips reading 8 `txn` entries a shard (each a log replay). At any
+/// other version the log is read.
+static KNOWN_PROGRESS: std::sync::LazyLock<std::sync::Mutex<HashMap<String, (u64, KnownProgress)>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// More sources than a warm process should keep positions of (batch ingest has one per object).
+const MAX_KNOWN_SOURCES: usize = 10_000;
+
+fn known_progress(uri: &str, version: u64) -> Option<KnownProgress> {
+    let known = KNOWN_PROGRESS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    known.get(uri).filter(|(at, _)| *at == version).map(|(_, progress)| progress.clone())
+}
+
+/// Records what a commit at `version` leaves each source at. Positions read at `read_version`
+/// still hold only if the commit came right after it (delta-rs may have rebased the commit over
+/// other writers' commits, which could have moved other sources).
+fn remember_progress(
+    uri: &str,
+    read_version: Option<u64>,
+    version: u64,
+    known: Option<KnownProgress>,
+    committed: &HashMap<&SourceKey, Option<Position>>,
+    highest: &BTreeMap<&SourceKey, &Position>,
+) {
+    let mut progress = KnownProgress::new();
+    if read_version.is_some_and(|v| v + 1 == version) {
+        progress.extend(known.unwrap_or_default());
+        progress.extend(committed.iter().map(|(key, position)| ((*key).clone(), position.clone())));
+    }
+    for (key, top) in highest {
+        if committed[key].as_ref().is_none_or(|done| *top > done) {
+            progress.insert((*key).clone(), Some((*top).clone()));
+        }
+    }
+    if progress.len() > MAX_KNOWN_SOURCES {
+        progress.clear();
+    }
+    let mut known = KNOWN_PROGRESS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    known.insert(uri.to_string(), (version, progress));
 }
 
 /// Whether a failed commit lost a race (and may succeed after reloading the table).
