@@ -1,0 +1,197 @@
+//! The summary table of a benchmark run, from the JSON lines the other subcommands printed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::Error;
+
+/// Lambda arm64 prices (us-east-1): compute per GB-second, requests per million.
+const GB_SECOND: f64 = 0.000_013_333_4;
+const PER_REQUEST: f64 = 0.20 / 1e6;
+/// Firehose Direct PUT: $0.029 per GB ingested, each record rounded up to 5 KB.
+const FIREHOSE_PER_GB: f64 = 0.029;
+
+const MB: f64 = 1024.0 * 1024.0;
+
+struct Row {
+    figure: String,
+    measured: String,
+    target: &'static str,
+    result: String,
+}
+
+fn verdict(pass: bool) -> String {
+    if pass { "PASS".into() } else { "**FAIL**".into() }
+}
+
+fn f(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(f64::NAN)
+}
+
+/// The Lambda memory size for a peak RSS: 50% headroom, a multiple of 64 MB, at least 128 MB.
+pub fn memory_mb(peak_rss: f64) -> f64 {
+    ((peak_rss / MB * 1.5 / 64.0).ceil() * 64.0).max(128.0)
+}
+
+/// Compute cost per million records of batches of `records` taking `ms` at `memory_mb`.
+pub fn cost_per_million(records: f64, ms: f64, memory_mb: f64) -> (f64, f64) {
+    let batches = 1e6 / records;
+    (batches * ms / 1e3 * memory_mb / 1024.0 * GB_SECOND, batches * PER_REQUEST)
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|m| m.trim_start_matches([' ', '\t', ':']).to_string());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    format!("{}, {cores} cores visible, load average {load} at report time", model.unwrap_or_else(|| "unknown CPU".into()))
+}
+
+pub fn print(results: &Path) -> Result<(), Error> {
+    let text = std::fs::read_to_string(results)?;
+    let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let of = |kind: &'static str| lines.iter().filter(move |v| v["kind"] == kind);
+    let mut rows = Vec::new();
+
+    let floors: BTreeMap<String, &Value> = of("floor").map(|v| (v["label"].as_str().unwrap_or("").to_string(), v)).collect();
+    let peers: BTreeMap<String, &Value> = of("peer").map(|v| (v["label"].as_str().unwrap_or("").to_string(), v)).collect();
+    let mut cost_basis: Option<(String, f64, f64, f64)> = None;
+    for c in of("consume") {
+        let (table, lake) = (c["table"].as_str().unwrap_or(""), c["lake"].as_str().unwrap_or(""));
+        let label = c["label"].as_str().unwrap_or("").to_string();
+        let (records, payload, warm, cold, rss) =
+            (f(c, "records"), f(c, "payload_bytes"), f(c, "warm_ms"), f(c, "cold_ms"), f(c, "peak_rss"));
+        rows.push(Row {
+            figure: format!(
+                "consumer {table}, {records} records ({:.1} MB payload), {lake}{}",
+                payload / MB,
+                if c["sequential"] == true { ", before: commits one after the other" } else { "" }
+            ),
+            measured: format!(
+                "{warm:.0} ms/batch warm ({cold:.0} cold) · {:.0}k rec/s · {:.1} MB/s · peak RSS {:.0} MB · progress lookup {:.1} ms",
+                records / warm,
+                payload / MB / (warm / 1e3),
+                rss / MB,
+                f(c, "progress_lookup_ms")
+            ),
+            target: "—",
+            result: "info".into(),
+        });
+        if lake != "local" || c["sequential"] == true {
+            continue;
+        }
+        let key = label.trim_end_matches("-local").to_string();
+        if let Some(floor) = floors.get(&key) {
+            let ratio = warm / f(floor, "warm_ms");
+            rows.push(Row {
+                figure: format!("consumer ÷ floor, {table} {records}"),
+                measured: format!(
+                    "{ratio:.2}× (floor {:.0} ms, peak RSS {:.0} MB)",
+                    f(floor, "warm_ms"),
+                    f(floor, "peak_rss") / MB
+                ),
+                target: "≤ 2×",
+                result: verdict(ratio <= 2.0),
+            });
+        }
+        if let Some(peer) = peers.get(&key) {
+            let ratio = f(peer, "warm_ms") / warm;
+            rows.push(Row {
+                figure: format!("Python peer ÷ consumer, {table} {records}"),
+                measured: format!(
+                    "{ratio:.1}× (peer {:.0} ms warm, {:.0} cold, peak RSS {:.0} MB)",
+                    f(peer, "warm_ms"),
+                    f(peer, "cold_ms"),
+                    f(peer, "peak_rss") / MB
+                ),
+                target: "≥ 20×",
+                result: verdict(ratio >= 20.0),
+            });
+        }
+        // Cost from the pin table at the largest batch that fits a real invoke payload.
+        if table == "pin" && payload <= crate::PAYLOAD_LIMIT as f64 {
+            cost_basis = Some((format!("{table} {records}"), records, warm, rss));
+        }
+    }
+    for b in of("breakdown") {
+        rows.push(Row {
+            figure: format!("  steps before the write, {}", b["label"].as_str().unwrap_or("")),
+            measured: format!(
+                "payload → KinesisEvent {:.1} ms · cleaning {:.1} ms · Arrow batch {:.1} ms",
+                f(b, "event_parse_ms"),
+                f(b, "clean_ms"),
+                f(b, "arrow_ms")
+            ),
+            target: "—",
+            result: "info".into(),
+        });
+    }
+    for c in of("coldstart") {
+        let name = c["name"].as_str().unwrap_or("");
+        let p50 = f(c, "p50_ms");
+        rows.push(Row {
+            figure: format!("cold start {name} (spawn → first /invocation/next)"),
+            measured: format!("p50 {p50:.1} ms (min {:.1}, p90 {:.1}, {} runs)", f(c, "min_ms"), f(c, "p90_ms"), c["runs"]),
+            target: "≤ 20 ms",
+            result: verdict(p50 <= 20.0),
+        });
+        let size = f(c, "binary_bytes") / MB;
+        rows.push(Row {
+            figure: format!("binary size {name}"),
+            measured: format!("{size:.1} MB"),
+            target: "≤ 20 MB",
+            result: verdict(size <= 20.0),
+        });
+    }
+    for p in of("producer") {
+        let p99 = f(p, "overhead_p99_ms");
+        rows.push(Row {
+            figure: format!("producer overhead, {} records/request ({:.0} KB)", p["records"], f(p, "body_bytes") / 1024.0),
+            measured: format!(
+                "p50 {:.2} ms, p99 {p99:.2} ms (Kinesis call p50 {:.1} ms on moto)",
+                f(p, "overhead_p50_ms"),
+                f(p, "kinesis_p50_ms")
+            ),
+            target: "p99 ≤ 2 ms",
+            result: verdict(p99 <= 2.0),
+        });
+    }
+    if let Some((what, records, ms, rss)) = cost_basis {
+        let memory = memory_mb(rss);
+        let (compute, requests) = cost_per_million(records, ms, memory);
+        rows.push(Row {
+            figure: format!("cost per million records, Lambda arm64 ({what}/batch, {memory:.0} MB)"),
+            measured: format!("${compute:.6} compute + ${requests:.6} requests"),
+            target: "≤ $0.001 compute",
+            result: verdict(compute <= 0.001),
+        });
+        // Below 1,769 MB a Lambda gets a fraction of a vCPU, so a CPU-bound batch takes longer
+        // in proportion: the cost is that of the measured time at a full vCPU.
+        let (scaled, _) = cost_per_million(records, ms, memory.max(1769.0));
+        rows.push(Row {
+            figure: "  same, if CPU-bound (duration × 1,769 MB ÷ memory)".into(),
+            measured: format!("${scaled:.6} compute"),
+            target: "—",
+            result: "info".into(),
+        });
+        let firehose = 1e6 * 5.0 * 1024.0 / (1024.0 * MB) * FIREHOSE_PER_GB;
+        rows.push(Row {
+            figure: "Firehose billing floor (5 KB per record)".into(),
+            measured: format!("${firehose:.3} per million records"),
+            target: "—",
+            result: "info".into(),
+        });
+    }
+
+    println!("Machine: {}", machine());
+    println!();
+    println!("| figure | measured | target | result |");
+    println!("|---|---|---|---|");
+    for r in &rows {
+        println!("| {} | {} | {} | {} |", r.figure, r.measured, r.target, r.result);
+    }
+    Ok(())
+}
