@@ -225,7 +225,11 @@ async fn forward(state: Arc<State>, req: Request<Incoming>) -> Result<Response<F
         state.stats.dropped_after.fetch_add(1, Ordering::Relaxed);
         return Err(Dropped);
     }
-    let body = if throttled.is_empty() { body } else { merge_throttled(&body, &throttled).ok_or(Dropped)? };
+    if throttled.is_empty() {
+        // Passed through as it came: a HEAD answer's Content-Length is the object's, not the body's.
+        return Ok(Response::from_parts(parts, Full::new(body)));
+    }
+    let body = merge_throttled(&body, &throttled).ok_or(Dropped)?;
     let mut parts = parts;
     parts.headers.remove(hyper::header::CONTENT_LENGTH);
     Ok(Response::from_parts(parts, Full::new(body)))

@@ -71,3 +71,32 @@ pub fn str_column(batch: &deltalake::arrow::record_batch::RecordBatch, name: &st
     let col = col.as_any().downcast_ref::<StringArray>().unwrap_or_else(|| panic!("{name} is not Utf8"));
     (0..col.len()).map(|i| col.is_valid(i).then(|| col.value(i).to_string())).collect()
 }
+
+/// The table's `ind`s, sorted, after asserting that none appears twice.
+pub async fn inds_once(lake: &pinpipe::lake::Lake, table: &str) -> Vec<i64> {
+    let batch = read_table(lake, table).await.unwrap_or_else(|| panic!("table {table} exists"));
+    let mut counts: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    for ind in int_column(&batch, "ind").into_iter().flatten() {
+        *counts.entry(ind).or_default() += 1;
+    }
+    let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "duplicated rows in {table}: {doubled:?}");
+    let mut inds: Vec<i64> = counts.into_keys().collect();
+    inds.sort();
+    inds
+}
+
+/// A lake in `bucket` on moto reached through a fault proxy, with delta-rs' own retries kept
+/// short so that faults also reach pinpipe's retry path.
+pub fn lake_through(bucket: &str, proxy: &fault_proxy::FaultProxy) -> pinpipe::lake::Lake {
+    let options = [
+        ("AWS_ENDPOINT_URL", proxy.endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("max_retries", "2"),
+        ("retry_timeout", "5s"),
+        ("backoff_config.init_backoff", "10ms"),
+        ("backoff_config.max_backoff", "200ms"),
+    ];
+    pinpipe::lake::Lake::new(format!("s3://{bucket}/lake"))
+        .with_storage_options(options.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+}

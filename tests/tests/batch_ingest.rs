@@ -2,7 +2,6 @@
 //! once under repeated notifications, re-uploads, unordered objects, concurrent writers and
 //! injected S3 faults.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,7 +13,7 @@ use pinpipe::consumer::{QUARANTINE_TABLE, TableSink};
 use pinpipe::events::{KinesisDelivery, kinesis_event, sequence_number};
 use pinpipe::lake::Lake;
 use pinpipe_tests::fault_proxy::{Fault, FaultPlan, FaultProxy};
-use pinpipe_tests::{endpoint, int_column, new_bucket, read_table, s3_client, sdk_config, str_column};
+use pinpipe_tests::{endpoint, inds_once, lake_through, new_bucket, read_table, s3_client, sdk_config, str_column};
 use serde_json::json;
 
 const PREFIX: &str = "0a1b2c3d4e5f";
@@ -63,20 +62,6 @@ fn notification(objects: &[ObjectRef]) -> S3Event {
 
 async fn s3_objects() -> Arc<S3Objects> {
     Arc::new(S3Objects::new(s3_client().await))
-}
-
-/// The table's `ind`s, sorted, after asserting none appears twice.
-async fn inds_once(lake: &Lake, table: &str) -> Vec<i64> {
-    let batch = read_table(lake, table).await.unwrap_or_else(|| panic!("{table} exists"));
-    let mut counts: HashMap<i64, usize> = HashMap::new();
-    for ind in int_column(&batch, "ind").into_iter().flatten() {
-        *counts.entry(ind).or_default() += 1;
-    }
-    let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(doubled.is_empty(), "duplicated rows in {table}: {doubled:?}");
-    let mut inds: Vec<i64> = counts.into_keys().collect();
-    inds.sort();
-    inds
 }
 
 #[tokio::test]
@@ -214,21 +199,6 @@ async fn batch_ingest_and_stream_consumers_writing_one_table_at_once_land_every_
     let mut expected: Vec<i64> = (0..3i64).flat_map(|w| w * 100..w * 100 + 30).collect();
     expected.extend(10_000..10_030);
     assert_eq!(inds_once(&lake, "geo").await, expected);
-}
-
-/// A lake on moto reached through `proxy`, with delta-rs' own retries kept short so that faults
-/// also reach pinpipe's retry path.
-fn lake_through(bucket: &str, proxy: &FaultProxy) -> Lake {
-    let options = [
-        ("AWS_ENDPOINT_URL", proxy.endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("max_retries", "2"),
-        ("retry_timeout", "5s"),
-        ("backoff_config.init_backoff", "10ms"),
-        ("backoff_config.max_backoff", "200ms"),
-    ];
-    Lake::new(format!("s3://{bucket}/lake"))
-        .with_storage_options(options.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
 }
 
 fn any_request(_: &str, _: &str) -> bool {

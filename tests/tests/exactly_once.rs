@@ -1,7 +1,6 @@
 //! Exactly-once under redelivery, concurrency and injected S3 faults: every test asserts the
 //! exact set of rows and that no key appears twice.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
@@ -10,7 +9,7 @@ use pinpipe::consumer::TableSink;
 use pinpipe::events::{KinesisDelivery, kinesis_event, sequence_number};
 use pinpipe::lake::Lake;
 use pinpipe_tests::fault_proxy::{Fault, FaultPlan, FaultProxy};
-use pinpipe_tests::{endpoint, int_column, new_bucket, read_table};
+use pinpipe_tests::{endpoint, inds_once, lake_through, new_bucket};
 use serde_json::json;
 
 fn geo_record(ind: i64) -> Vec<u8> {
@@ -31,35 +30,6 @@ fn batch(shard: &str, first: u64, inds: impl IntoIterator<Item = i64>) -> Kinesi
     kinesis_event("us-east-1", "123456789012", "streaming-x-geo", &deliveries)
 }
 
-/// The table's `ind`s, sorted, after asserting none appears twice.
-async fn inds_once(lake: &Lake) -> Vec<i64> {
-    let batch = read_table(lake, "geo").await.expect("geo table exists");
-    let mut counts: HashMap<i64, usize> = HashMap::new();
-    for ind in int_column(&batch, "ind").into_iter().flatten() {
-        *counts.entry(ind).or_default() += 1;
-    }
-    let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(doubled.is_empty(), "duplicated rows: {doubled:?}");
-    let mut inds: Vec<i64> = counts.into_keys().collect();
-    inds.sort();
-    inds
-}
-
-/// A lake on moto reached through `proxy`, with delta-rs' own retries kept short so that faults
-/// also reach pinpipe's retry path.
-fn lake_through(bucket: &str, proxy: &FaultProxy) -> Lake {
-    let options = [
-        ("AWS_ENDPOINT_URL", proxy.endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("max_retries", "2"),
-        ("retry_timeout", "5s"),
-        ("backoff_config.init_backoff", "10ms"),
-        ("backoff_config.max_backoff", "200ms"),
-    ];
-    Lake::new(format!("s3://{bucket}/lake"))
-        .with_storage_options(options.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
-}
-
 /// Delivers `event` the way Lambda does: again and again until the function reports success.
 async fn deliver_until_success(sink: &TableSink, event: &KinesisEvent) -> u32 {
     for attempt in 1..=40 {
@@ -78,7 +48,7 @@ async fn a_batch_redelivered_after_a_crash_past_its_commit_adds_nothing_on_s3() 
     // The function "crashed" before returning; a new instance gets the same batch.
     let retry = TableSink::new(Table::Geo, lake.clone()).consume_kinesis(&event).await.unwrap();
     assert_eq!((retry.rows.rows_written, retry.rows.rows_skipped), (0, 10));
-    assert_eq!(inds_once(&lake).await, (1..=10).collect::<Vec<_>>());
+    assert_eq!(inds_once(&lake, "geo").await, (1..=10).collect::<Vec<_>>());
 }
 
 #[tokio::test]
@@ -90,7 +60,7 @@ async fn a_redelivery_from_a_mid_batch_sequence_number_lands_the_rest_once() {
     // with new records 11..=15 in the same batch.
     let retry = sink.consume_kinesis(&batch("shardId-000000000000", 6, 6..=15)).await.unwrap();
     assert_eq!((retry.rows.rows_written, retry.rows.rows_skipped), (5, 5));
-    assert_eq!(inds_once(&lake).await, (1..=15).collect::<Vec<_>>());
+    assert_eq!(inds_once(&lake, "geo").await, (1..=15).collect::<Vec<_>>());
 }
 
 #[tokio::test]
@@ -104,7 +74,7 @@ async fn the_same_records_delivered_to_two_invocations_at_once_land_once() {
     let (ra, rb) = tokio::join!(a.consume_kinesis(&event), b.consume_kinesis(&event));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!(ra.rows.rows_written + rb.rows.rows_written, 20, "{ra:?} {rb:?}");
-    assert_eq!(inds_once(&lake).await, (0..=20).collect::<Vec<_>>());
+    assert_eq!(inds_once(&lake, "geo").await, (0..=20).collect::<Vec<_>>());
 }
 
 #[tokio::test]
@@ -128,7 +98,7 @@ async fn eight_concurrent_writers_on_one_table_land_every_row_once() {
     });
     futures::future::join_all(writers).await;
     let expected: Vec<i64> = (0..8i64).flat_map(|w| w * 1_000..w * 1_000 + 30).collect();
-    assert_eq!(inds_once(&lake).await, expected);
+    assert_eq!(inds_once(&lake, "geo").await, expected);
 }
 
 fn any_request(_: &str, _: &str) -> bool {
@@ -167,7 +137,7 @@ async fn injected_s3_faults_lose_no_row_and_duplicate_none() {
         stats.dropped_after.load(Ordering::Relaxed),
     );
     assert!(stats.faults() >= 5, "the test must actually inject faults");
-    assert_eq!(inds_once(&lake).await, (0..200).collect::<Vec<_>>());
+    assert_eq!(inds_once(&lake, "geo").await, (0..200).collect::<Vec<_>>());
 }
 
 #[tokio::test]
@@ -184,5 +154,5 @@ async fn a_commit_whose_answer_is_lost_is_not_applied_twice() {
     proxy.set_plan(FaultPlan::none());
     assert!(proxy.stats.dropped_after.load(Ordering::Relaxed) >= 1);
     eprintln!("lost-answer commit: {attempts} deliveries");
-    assert_eq!(inds_once(&lake).await, (1..=15).collect::<Vec<_>>());
+    assert_eq!(inds_once(&lake, "geo").await, (1..=15).collect::<Vec<_>>());
 }
