@@ -4,6 +4,7 @@
 #   scripts/bench.sh                 # everything; BENCH_BATCHES=5 batches per measurement
 #   BENCH_FUNCTIONS_DIR=target/x86_64-unknown-linux-gnu/release scripts/bench.sh
 #                                    # cold starts and sizes of functions built elsewhere
+#   BENCH_NO_BUILD=1                 # use the pinpipe-bench already built in CARGO_TARGET_DIR
 #
 # Each measurement runs in a fresh process on deterministic emulator input: the stream
 # consumer's handler on Lambda-sized Kinesis events (10,000 records, and the most that fit the
@@ -27,8 +28,10 @@ if [ -z "$functions" ]; then
 else
   echo "== using the release functions in $functions" >&2
 fi
-echo "== building pinpipe-bench (release)" >&2
-cargo build --release -q -p pinpipe-bench
+if [ -z "${BENCH_NO_BUILD:-}" ]; then
+  echo "== building pinpipe-bench (release)" >&2
+  cargo build --release -q -p pinpipe-bench
+fi
 bench="$target/release/pinpipe-bench"
 
 work="$(mktemp -d -t pinpipe-bench.XXXXXX)"

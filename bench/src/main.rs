@@ -154,13 +154,18 @@ fn gen_events(args: &Args) -> Result<(), Error> {
     let out = PathBuf::from(args.req("out")?);
     std::fs::create_dir_all(&out)?;
     let wanted = args.req("records")?;
+    // Batch k holds posts of seed 42 + k from ind k × 10,000; "max" is the most records that fit
+    // the payload limit in every batch.
     let n = match wanted {
-        "max" => max_records(table, &records(table, 42, 0, 10_000)),
+        "max" => (0..batches)
+            .map(|k| max_records(table, &records(table, 42 + k as u64, (k * 10_000) as i64, 10_000)))
+            .min()
+            .unwrap_or(1),
         n => n.parse()?,
     };
     let mut files = Vec::new();
     for k in 0..batches {
-        let data = records(table, 42 + k as u64, (k * n) as i64, n);
+        let data = records(table, 42 + k as u64, (k * 10_000) as i64, n);
         let bytes = event_bytes(table, &data, (k * n) as u64 + 1);
         let path = out.join(format!("{}-{wanted}-{k}.json", table.name()));
         std::fs::write(&path, &bytes)?;
