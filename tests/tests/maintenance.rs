@@ -92,22 +92,29 @@ async fn maintenance_running_beside_a_committing_consumer_compacts_without_losin
     assert_eq!(again.rows.rows_written, 0);
 }
 
+/// 200 commits by default; `PINPIPE_SMALL_COMMITS=2000` for the longer run (a few minutes).
 #[tokio::test]
-async fn two_hundred_small_commits_shrink_to_one_file_and_a_checkpoint_on_local_disk() {
+async fn many_small_commits_shrink_to_one_file_and_a_checkpoint_on_local_disk() {
+    let commits: i64 = std::env::var("PINPIPE_SMALL_COMMITS").ok().and_then(|n| n.parse().ok()).unwrap_or(200);
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::new(dir.path().to_str().unwrap());
     let sink = TableSink::new(Table::User, lake.clone());
-    for i in 0..200 {
+    let started = Instant::now();
+    for i in 0..commits {
         sink.consume_kinesis(&user_batch(i * 2, 2)).await.unwrap();
     }
+    let committing = started.elapsed();
     let opened = Instant::now();
     lake.open("user").await.unwrap().unwrap();
     let open_before = opened.elapsed();
     let report = maintain(&lake, "user", &small_tables()).await.unwrap().unwrap();
     let opened = Instant::now();
     lake.open("user").await.unwrap().unwrap();
-    eprintln!("200 commits: open {open_before:?} before maintenance, {:?} after; {report:?}", opened.elapsed());
-    assert_eq!((report.files_before, report.files_after), (200, 1), "{report:?}");
+    eprintln!(
+        "{commits} commits in {committing:?}: open {open_before:?} before maintenance, {:?} after; {report:?}",
+        opened.elapsed()
+    );
+    assert_eq!((report.files_before, report.files_after), (commits as usize, 1), "{report:?}");
     assert_eq!(report.checkpoint_version, report.version);
-    assert_every_row_once(&lake, 400).await;
+    assert_every_row_once(&lake, commits * 2).await;
 }
