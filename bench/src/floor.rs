@@ -20,8 +20,8 @@ use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use pinpipe::Table;
 use pinpipe::schema::table_schema;
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 use serde_json::json;
 
 use crate::{Args, Error, median, peak_rss};
@@ -223,20 +223,21 @@ impl Col {
 fn batch(table: Table, event: &KinesisEvent) -> Result<RecordBatch, Error> {
     let schema = table_schema(table);
     let n = event.records.len();
-    let mut cols: Vec<Col> = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Int64 => Col::Int(Int64Builder::with_capacity(n)),
-            DataType::Utf8 => Col::Str(StringBuilder::with_capacity(n, n * 32)),
-            DataType::Timestamp(..) => Col::Ts(TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC")),
-            DataType::List(_) => Col::Coords(
-                ListBuilder::with_capacity(Float64Builder::with_capacity(2 * n), n)
-                    .with_field(Arc::new(Field::new("element", DataType::Float64, true))),
-            ),
-            other => unreachable!("no {other} column"),
-        })
-        .collect();
+    let mut cols: Vec<Col> =
+        schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Int64 => Col::Int(Int64Builder::with_capacity(n)),
+                DataType::Utf8 => Col::Str(StringBuilder::with_capacity(n, n * 32)),
+                DataType::Timestamp(..) => Col::Ts(TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC")),
+                DataType::List(_) => Col::Coords(
+                    ListBuilder::with_capacity(Float64Builder::with_capacity(2 * n), n)
+                        .with_field(Arc::new(Field::new("element", DataType::Float64, true))),
+                ),
+                other => unreachable!("no {other} column"),
+            })
+            .collect();
     let width = cols.len();
     let mut name = String::new();
     for record in &event.records {
@@ -249,9 +250,10 @@ fn batch(table: Table, event: &KinesisEvent) -> Result<RecordBatch, Error> {
                     cols[1 + i].str(text(f));
                 }
                 cols[4].int(int(&p.follower_count));
-                for (i, f) in [&p.poster_name, &p.tag_list, &p.is_image_or_video, &p.image_src, &p.save_location, &p.category]
-                    .into_iter()
-                    .enumerate()
+                for (i, f) in
+                    [&p.poster_name, &p.tag_list, &p.is_image_or_video, &p.image_src, &p.save_location, &p.category]
+                        .into_iter()
+                        .enumerate()
                 {
                     cols[5 + i].str(text(f));
                 }

@@ -125,12 +125,7 @@ fn event_bytes(table: Table, data: &[Vec<u8>], first_seq: u64) -> Vec<u8> {
         .iter()
         .zip(&sequences)
         .zip(&keys)
-        .map(|((data, seq), key)| KinesisDelivery {
-            shard_id: SHARD,
-            sequence_number: seq,
-            partition_key: key,
-            data,
-        })
+        .map(|((data, seq), key)| KinesisDelivery { shard_id: SHARD, sequence_number: seq, partition_key: key, data })
         .collect();
     let event = kinesis_event("us-east-1", "123456789012", &table.stream_name(STREAM_PREFIX), &deliveries);
     serde_json::to_vec(&event).expect("an event serialises")

@@ -43,11 +43,17 @@ pub fn cost_per_million(records: f64, ms: f64, memory_mb: f64) -> (f64, f64) {
 
 fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|m| m.trim_start_matches([' ', '\t', ':']).to_string());
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
-    format!("{}, {cores} cores visible, load average {load} at report time", model.unwrap_or_else(|| "unknown CPU".into()))
+    format!(
+        "{}, {cores} cores visible, load average {load} at report time",
+        model.unwrap_or_else(|| "unknown CPU".into())
+    )
 }
 
 pub fn print(results: &Path) -> Result<(), Error> {
@@ -56,8 +62,10 @@ pub fn print(results: &Path) -> Result<(), Error> {
     let of = |kind: &'static str| lines.iter().filter(move |v| v["kind"] == kind);
     let mut rows = Vec::new();
 
-    let floors: BTreeMap<String, &Value> = of("floor").map(|v| (v["label"].as_str().unwrap_or("").to_string(), v)).collect();
-    let peers: BTreeMap<String, &Value> = of("peer").map(|v| (v["label"].as_str().unwrap_or("").to_string(), v)).collect();
+    let floors: BTreeMap<String, &Value> =
+        of("floor").map(|v| (v["label"].as_str().unwrap_or("").to_string(), v)).collect();
+    let peers: BTreeMap<String, &Value> =
+        of("peer").map(|v| (v["label"].as_str().unwrap_or("").to_string(), v)).collect();
     let mut cost_basis: Option<(String, f64, f64, f64)> = None;
     for c in of("consume") {
         let (table, lake) = (c["table"].as_str().unwrap_or(""), c["lake"].as_str().unwrap_or(""));
@@ -134,7 +142,12 @@ pub fn print(results: &Path) -> Result<(), Error> {
         let p50 = f(c, "p50_ms");
         rows.push(Row {
             figure: format!("cold start {name} (spawn → first /invocation/next)"),
-            measured: format!("p50 {p50:.1} ms (min {:.1}, p90 {:.1}, {} runs)", f(c, "min_ms"), f(c, "p90_ms"), c["runs"]),
+            measured: format!(
+                "p50 {p50:.1} ms (min {:.1}, p90 {:.1}, {} runs)",
+                f(c, "min_ms"),
+                f(c, "p90_ms"),
+                c["runs"]
+            ),
             target: "≤ 20 ms",
             result: verdict(p50 <= 20.0),
         });
@@ -149,7 +162,11 @@ pub fn print(results: &Path) -> Result<(), Error> {
     for p in of("producer") {
         let p99 = f(p, "overhead_p99_ms");
         rows.push(Row {
-            figure: format!("producer overhead, {} records/request ({:.0} KB)", p["records"], f(p, "body_bytes") / 1024.0),
+            figure: format!(
+                "producer overhead, {} records/request ({:.0} KB)",
+                p["records"],
+                f(p, "body_bytes") / 1024.0
+            ),
             measured: format!(
                 "p50 {:.2} ms, p99 {p99:.2} ms (Kinesis call p50 {:.1} ms on moto)",
                 f(p, "overhead_p50_ms"),

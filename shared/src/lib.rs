@@ -23,8 +23,8 @@ pub mod maintenance;
 pub mod metrics;
 #[cfg(feature = "lake")]
 pub mod schema;
-pub mod table;
 pub mod stream;
+pub mod table;
 pub use table::Table;
 pub mod api;
 pub mod kinesis;
