@@ -6,6 +6,8 @@
 //! - [`api`]: the producer's REST contract, independent of Lambda.
 //! - [`lake`]: the Delta Lake writer with exactly-once progress.
 //! - [`consumer`]: turns a Kinesis event batch into commits.
+//! - [`batch`]: Kafka Connect S3 sink objects into the same commits.
+//! - [`maintenance`]: compaction, checkpoints, log cleanup and vacuum.
 
 #[cfg(feature = "lake")]
 pub mod batch;
