@@ -100,3 +100,41 @@ pub fn lake_through(bucket: &str, proxy: &fault_proxy::FaultProxy) -> pinpipe::l
     pinpipe::lake::Lake::new(format!("s3://{bucket}/lake"))
         .with_storage_options(options.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
 }
+
+/// A clean `geo` record with index `ind`, as the stream carries it.
+pub fn geo_record(ind: i64) -> Vec<u8> {
+    serde_json::json!({"ind": ind, "timestamp": "2021-03-04 05:06:07", "latitude": 1.5, "longitude": 2.5, "country": "Chad"})
+        .to_string()
+        .into_bytes()
+}
+
+/// A Kinesis batch of `geo` records `inds` on `shard`, with sequence numbers `first`, `first + 1`, ...
+pub fn geo_batch(
+    shard: &str,
+    first: u64,
+    inds: impl IntoIterator<Item = i64>,
+) -> aws_lambda_events::event::kinesis::KinesisEvent {
+    use pinpipe::events::{KinesisDelivery, kinesis_event, sequence_number};
+    let records: Vec<Vec<u8>> = inds.into_iter().map(geo_record).collect();
+    let seqs: Vec<String> = (0..records.len() as u64).map(|i| sequence_number(first + i)).collect();
+    let deliveries: Vec<KinesisDelivery> = records
+        .iter()
+        .zip(&seqs)
+        .map(|(data, seq)| KinesisDelivery { shard_id: shard, sequence_number: seq, partition_key: "k", data })
+        .collect();
+    kinesis_event("us-east-1", "123456789012", "streaming-x-geo", &deliveries)
+}
+
+/// Delivers `event` the way Lambda does: again and again until the function reports success;
+/// returns how many deliveries it took.
+pub async fn deliver_until_success(
+    sink: &pinpipe::consumer::TableSink,
+    event: &aws_lambda_events::event::kinesis::KinesisEvent,
+) -> u32 {
+    for attempt in 1..=40 {
+        if sink.handle_kinesis_event(event).await.batch_item_failures.is_empty() {
+            return attempt;
+        }
+    }
+    panic!("the batch never succeeded in 40 deliveries");
+}

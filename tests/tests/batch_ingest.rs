@@ -10,10 +10,12 @@ use aws_lambda_events::event::s3::S3Event;
 use pinpipe::Table;
 use pinpipe::batch::{BatchIngest, BatchLimits, ObjectRef, S3Objects};
 use pinpipe::consumer::{QUARANTINE_TABLE, TableSink};
-use pinpipe::events::{KinesisDelivery, kinesis_event, sequence_number};
 use pinpipe::lake::Lake;
 use pinpipe_tests::fault_proxy::{Fault, FaultPlan, FaultProxy};
-use pinpipe_tests::{endpoint, inds_once, lake_through, new_bucket, read_table, s3_client, sdk_config, str_column};
+use pinpipe_tests::{
+    deliver_until_success, endpoint, geo_batch, inds_once, lake_through, new_bucket, read_table, s3_client, sdk_config,
+    str_column,
+};
 use serde_json::json;
 
 const PREFIX: &str = "0a1b2c3d4e5f";
@@ -171,27 +173,7 @@ async fn batch_ingest_and_stream_consumers_writing_one_table_at_once_land_every_
             let shard = format!("shardId-{w:012}");
             for round in 0..3i64 {
                 let first = w * 100 + round * 10;
-                let records: Vec<Vec<u8>> = (first..first + 10).map(|i| geo(i).into_bytes()).collect();
-                let seqs: Vec<String> = (0..10).map(|i| sequence_number((round * 10 + i + 1) as u64)).collect();
-                let deliveries: Vec<KinesisDelivery> = records
-                    .iter()
-                    .zip(&seqs)
-                    .map(|(data, seq)| KinesisDelivery {
-                        shard_id: &shard,
-                        sequence_number: seq,
-                        partition_key: "k",
-                        data,
-                    })
-                    .collect();
-                let event = kinesis_event("us-east-1", "123456789012", "streaming-x-geo", &deliveries);
-                let mut delivered = false;
-                for _ in 0..40 {
-                    if sink.handle_kinesis_event(&event).await.batch_item_failures.is_empty() {
-                        delivered = true;
-                        break;
-                    }
-                }
-                assert!(delivered, "stream batch never succeeded");
+                deliver_until_success(&sink, &geo_batch(&shard, (round * 10 + 1) as u64, first..first + 10)).await;
             }
         }
     });

@@ -3,47 +3,16 @@
 
 use std::sync::atomic::Ordering;
 
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use pinpipe::Table;
 use pinpipe::consumer::TableSink;
-use pinpipe::events::{KinesisDelivery, kinesis_event, sequence_number};
 use pinpipe::lake::Lake;
 use pinpipe_tests::fault_proxy::{Fault, FaultPlan, FaultProxy};
-use pinpipe_tests::{endpoint, inds_once, lake_through, new_bucket};
-use serde_json::json;
-
-fn geo_record(ind: i64) -> Vec<u8> {
-    json!({"ind": ind, "timestamp": "2021-03-04 05:06:07", "latitude": 1.5, "longitude": 2.5, "country": "Chad"})
-        .to_string()
-        .into_bytes()
-}
-
-/// A batch on `shard` holding the records `inds`, with sequence numbers `first`, `first + 1`, ...
-fn batch(shard: &str, first: u64, inds: impl IntoIterator<Item = i64>) -> KinesisEvent {
-    let records: Vec<Vec<u8>> = inds.into_iter().map(geo_record).collect();
-    let seqs: Vec<String> = (0..records.len() as u64).map(|i| sequence_number(first + i)).collect();
-    let deliveries: Vec<KinesisDelivery> = records
-        .iter()
-        .zip(&seqs)
-        .map(|(data, seq)| KinesisDelivery { shard_id: shard, sequence_number: seq, partition_key: "k", data })
-        .collect();
-    kinesis_event("us-east-1", "123456789012", "streaming-x-geo", &deliveries)
-}
-
-/// Delivers `event` the way Lambda does: again and again until the function reports success.
-async fn deliver_until_success(sink: &TableSink, event: &KinesisEvent) -> u32 {
-    for attempt in 1..=40 {
-        if sink.handle_kinesis_event(event).await.batch_item_failures.is_empty() {
-            return attempt;
-        }
-    }
-    panic!("the batch never succeeded in 40 deliveries");
-}
+use pinpipe_tests::{deliver_until_success, endpoint, geo_batch, inds_once, lake_through, new_bucket};
 
 #[tokio::test]
 async fn a_batch_redelivered_after_a_crash_past_its_commit_adds_nothing_on_s3() {
     let lake = Lake::new(format!("s3://{}/lake", new_bucket().await));
-    let event = batch("shardId-000000000000", 1, 1..=10);
+    let event = geo_batch("shardId-000000000000", 1, 1..=10);
     TableSink::new(Table::Geo, lake.clone()).consume_kinesis(&event).await.unwrap();
     // The function "crashed" before returning; a new instance gets the same batch.
     let retry = TableSink::new(Table::Geo, lake.clone()).consume_kinesis(&event).await.unwrap();
@@ -55,10 +24,10 @@ async fn a_batch_redelivered_after_a_crash_past_its_commit_adds_nothing_on_s3() 
 async fn a_redelivery_from_a_mid_batch_sequence_number_lands_the_rest_once() {
     let lake = Lake::new(format!("s3://{}/lake", new_bucket().await));
     let sink = TableSink::new(Table::Geo, lake.clone());
-    sink.consume_kinesis(&batch("shardId-000000000000", 1, 1..=10)).await.unwrap();
+    sink.consume_kinesis(&geo_batch("shardId-000000000000", 1, 1..=10)).await.unwrap();
     // Lambda retries from record 6 (a partial batch response or a bisected half) and carries on
     // with new records 11..=15 in the same batch.
-    let retry = sink.consume_kinesis(&batch("shardId-000000000000", 6, 6..=15)).await.unwrap();
+    let retry = sink.consume_kinesis(&geo_batch("shardId-000000000000", 6, 6..=15)).await.unwrap();
     assert_eq!((retry.rows.rows_written, retry.rows.rows_skipped), (5, 5));
     assert_eq!(inds_once(&lake, "geo").await, (1..=15).collect::<Vec<_>>());
 }
@@ -68,9 +37,9 @@ async fn the_same_records_delivered_to_two_invocations_at_once_land_once() {
     let bucket = new_bucket().await;
     let proxy = FaultProxy::start(&endpoint(), FaultPlan::none(), 1).await;
     let lake = lake_through(&bucket, &proxy);
-    TableSink::new(Table::Geo, lake.clone()).consume_kinesis(&batch("shardId-000000000000", 1, [0])).await.unwrap();
+    TableSink::new(Table::Geo, lake.clone()).consume_kinesis(&geo_batch("shardId-000000000000", 1, [0])).await.unwrap();
     let (a, b) = (TableSink::new(Table::Geo, lake.clone()), TableSink::new(Table::Geo, lake.clone()));
-    let event = batch("shardId-000000000000", 2, 1..=20);
+    let event = geo_batch("shardId-000000000000", 2, 1..=20);
     let (ra, rb) = tokio::join!(a.consume_kinesis(&event), b.consume_kinesis(&event));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!(ra.rows.rows_written + rb.rows.rows_written, 20, "{ra:?} {rb:?}");
@@ -91,7 +60,7 @@ async fn eight_concurrent_writers_on_one_table_land_every_row_once() {
             let shard = format!("shardId-{w:012}");
             for round in 0..3i64 {
                 let first_ind = w * 1_000 + round * 10;
-                let event = batch(&shard, (round * 10 + 1) as u64, first_ind..first_ind + 10);
+                let event = geo_batch(&shard, (round * 10 + 1) as u64, first_ind..first_ind + 10);
                 deliver_until_success(&sink, &event).await;
             }
         }
@@ -122,7 +91,7 @@ async fn injected_s3_faults_lose_no_row_and_duplicate_none() {
     let sink = TableSink::new(Table::Geo, lake.clone());
     let mut deliveries = 0;
     for round in 0..8i64 {
-        let event = batch("shardId-000000000000", (round * 25 + 1) as u64, round * 25..round * 25 + 25);
+        let event = geo_batch("shardId-000000000000", (round * 25 + 1) as u64, round * 25..round * 25 + 25);
         deliveries += deliver_until_success(&sink, &event).await;
     }
     proxy.set_plan(FaultPlan::none());
@@ -146,10 +115,10 @@ async fn a_commit_whose_answer_is_lost_is_not_applied_twice() {
     let proxy = FaultProxy::start(&endpoint(), FaultPlan::none(), 7).await;
     let lake = lake_through(&bucket, &proxy);
     let sink = TableSink::new(Table::Geo, lake.clone());
-    sink.consume_kinesis(&batch("shardId-000000000000", 1, 1..=5)).await.unwrap();
+    sink.consume_kinesis(&geo_batch("shardId-000000000000", 1, 1..=5)).await.unwrap();
     // From now on every commit lands in S3 but its answer never reaches pinpipe.
     proxy.set_plan(FaultPlan { probability: 1.0, faults: vec![Fault::DropAfterForwarding], matches: delta_log_put });
-    let event = batch("shardId-000000000000", 6, 6..=15);
+    let event = geo_batch("shardId-000000000000", 6, 6..=15);
     let attempts = deliver_until_success(&sink, &event).await;
     proxy.set_plan(FaultPlan::none());
     assert!(proxy.stats.dropped_after.load(Ordering::Relaxed) >= 1);
