@@ -5,8 +5,12 @@
 //! no per-table copy of the logic, only per-table data. A record that cannot be made to fit
 //! the clean schema is a [`Rejection`] with a reason a person can act on.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
-use serde_json::{Map, Value};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 use crate::Table;
 
@@ -163,18 +167,35 @@ pub fn decode(raw: &[u8]) -> Result<Map<String, Value>, Rejection> {
     match serde_json::from_slice::<Value>(raw) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => reject(format!("not a JSON object (found {})", kind(&other))),
-        Err(e) if std::str::from_utf8(raw).is_err() => reject(format!("not UTF-8 JSON text: {e}")),
-        Err(e) => reject(format!("invalid JSON: {e}")),
+        Err(e) => Err(invalid_json(raw, e)),
     }
 }
 
-/// Decodes and cleans one raw record.
+fn invalid_json(raw: &[u8], e: serde_json::Error) -> Rejection {
+    if std::str::from_utf8(raw).is_err() {
+        Rejection(format!("not UTF-8 JSON text: {e}"))
+    } else {
+        Rejection(format!("invalid JSON: {e}"))
+    }
+}
+
+/// Decodes and cleans one raw record: the hot path of both ingest paths. The record is parsed
+/// once into a [`RawRecord`] that borrows its strings from `raw`; `decode` + `clean` give the
+/// same answer (the fuzz targets check that they agree).
 pub fn clean_bytes(table: Table, raw: &[u8]) -> Result<CleanRecord, Rejection> {
-    clean(table, &decode(raw)?)
+    match serde_json::from_slice::<TopLevel>(raw) {
+        Ok(TopLevel::Object(record)) => clean_raw(table, &record),
+        Ok(TopLevel::Other(found)) => reject(format!("not a JSON object (found {found})")),
+        Err(e) => Err(invalid_json(raw, e)),
+    }
 }
 
 /// Applies the table's rules to one raw record.
 pub fn clean(table: Table, raw: &Map<String, Value>) -> Result<CleanRecord, Rejection> {
+    clean_raw(table, &RawRecord::from_map(raw))
+}
+
+fn clean_raw(table: Table, raw: &RawRecord) -> Result<CleanRecord, Rejection> {
     let cells = table
         .columns()
         .iter()
@@ -183,12 +204,205 @@ pub fn clean(table: Table, raw: &Map<String, Value>) -> Result<CleanRecord, Reje
     Ok(CleanRecord { cells })
 }
 
+/// A field of a raw record. Strings are borrowed from the record's bytes unless they hold
+/// escapes. No rule looks inside arrays and objects, so only their kind is kept.
+#[derive(Debug, Clone, PartialEq)]
+enum RawValue<'a> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    Str(Cow<'a, str>),
+    Array,
+    Object,
+}
+
+static NULL: RawValue<'static> = RawValue::Null;
+
+impl RawValue<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            RawValue::Null => "null",
+            RawValue::Bool(_) => "a boolean",
+            RawValue::Number(_) => "a number",
+            RawValue::Str(_) => "a string",
+            RawValue::Array => "an array",
+            RawValue::Object => "an object",
+        }
+    }
+}
+
+/// As JSON text, the way a reason quotes a value.
+impl fmt::Display for RawValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RawValue::Null => f.write_str("null"),
+            RawValue::Bool(b) => write!(f, "{b}"),
+            RawValue::Number(n) => write!(f, "{n}"),
+            RawValue::Str(s) => write!(f, "{}", Value::from(s.as_ref())),
+            RawValue::Array => f.write_str("[...]"),
+            RawValue::Object => f.write_str("{...}"),
+        }
+    }
+}
+
+impl<'a> From<&'a Value> for RawValue<'a> {
+    fn from(value: &'a Value) -> Self {
+        match value {
+            Value::Null => RawValue::Null,
+            Value::Bool(b) => RawValue::Bool(*b),
+            Value::Number(n) => RawValue::Number(n.clone()),
+            Value::String(s) => RawValue::Str(Cow::Borrowed(s)),
+            Value::Array(_) => RawValue::Array,
+            Value::Object(_) => RawValue::Object,
+        }
+    }
+}
+
+/// The top-level fields of one raw record, in input order.
+#[derive(Debug, Default)]
+struct RawRecord<'a> {
+    fields: Vec<(Cow<'a, str>, RawValue<'a>)>,
+}
+
+impl<'a> RawRecord<'a> {
+    fn from_map(map: &'a Map<String, Value>) -> Self {
+        Self { fields: map.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), RawValue::from(v))).collect() }
+    }
+
+    /// The field's value; of a repeated key the last one counts, as when parsing into a map.
+    fn get(&self, name: &str) -> Option<&RawValue<'a>> {
+        self.fields.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value)
+    }
+}
+
+/// What a record's JSON text holds at the top: an object, or the kind of anything else.
+enum TopLevel<'a> {
+    Object(RawRecord<'a>),
+    Other(&'static str),
+}
+
+/// A JSON string, borrowed from the input when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+/// Visits any JSON value. Nested arrays and objects are parsed in full (as `Value`s, then
+/// dropped) so that exactly the texts `decode` rejects are rejected here too.
+struct AnyVisitor;
+
+impl<'de> Visitor<'de> for AnyVisitor {
+    type Value = RawValue<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(RawValue::Null)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(RawValue::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(RawValue::Number(v.into()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(RawValue::Number(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Number::from_f64(v).map_or(RawValue::Null, RawValue::Number))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(RawValue::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(RawValue::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(RawValue::Str(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<Value>()?.is_some() {}
+        Ok(RawValue::Array)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<String, Value>()?.is_some() {}
+        Ok(RawValue::Object)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawValue<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(AnyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TopVisitor;
+        impl<'de> Visitor<'de> for TopVisitor {
+            type Value = TopLevel<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some((Text(key), value)) = map.next_entry::<Text, RawValue>()? {
+                    fields.push((key, value));
+                }
+                Ok(TopLevel::Object(RawRecord { fields }))
+            }
+            // Anything else: parsed as decode would, then named.
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(TopLevel::Other("null"))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(TopLevel::Other("a boolean"))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(TopLevel::Other("a number"))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(TopLevel::Other("a number"))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(TopLevel::Other(AnyVisitor.visit_f64::<E>(v)?.kind()))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(TopLevel::Other("a string"))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Ok(TopLevel::Other(AnyVisitor.visit_seq(seq)?.kind()))
+            }
+        }
+        deserializer.deserialize_any(TopVisitor)
+    }
+}
+
 impl Rule {
-    fn apply(self, raw: &Map<String, Value>) -> Result<Cell, Rejection> {
-        let field = |name: &str| raw.get(name).unwrap_or(&Value::Null);
+    fn apply(self, raw: &RawRecord) -> Result<Cell, Rejection> {
+        let field = |name: &str| raw.get(name).unwrap_or(&NULL);
         match self {
             Rule::Key(names) => {
-                let Some(value) = names.iter().find_map(|n| raw.get(*n).filter(|v| !v.is_null())) else {
+                let Some(value) = names.iter().find_map(|n| raw.get(n).filter(|v| **v != RawValue::Null)) else {
                     return reject(format!("missing key field `{}`", names[0]));
                 };
                 match integer(value)? {
@@ -197,7 +411,9 @@ impl Rule {
                 }
             }
             Rule::Int(name) => Ok(integer(field(name))?.map_or(Cell::Null, Cell::Int)),
-            Rule::Text { field: name, nulls } => Ok(string(field(name), nulls)?.map_or(Cell::Null, Cell::Str)),
+            Rule::Text { field: name, nulls } => {
+                Ok(string(field(name), nulls)?.map_or(Cell::Null, |s| Cell::Str(s.into_owned())))
+            }
             Rule::FollowerCount { field: name, nulls } => {
                 Ok(follower_count(field(name), nulls)?.map_or(Cell::Null, Cell::Int))
             }
@@ -222,7 +438,7 @@ impl Rule {
                 }
             }
             Rule::FullName { first, last } => {
-                let parts: Vec<String> = [first, last]
+                let parts: Vec<Cow<str>> = [first, last]
                     .into_iter()
                     .filter_map(|n| string(field(n), &[]).transpose())
                     .collect::<Result<_, _>>()?;
@@ -245,13 +461,13 @@ fn kind(value: &Value) -> &'static str {
 
 /// A string value with placeholders and blanks as null. Numbers and booleans become their
 /// text (the emulator serialises database rows loosely); arrays and objects are rejected.
-fn string(value: &Value, nulls: &[&str]) -> Result<Option<String>, Rejection> {
+fn string<'v>(value: &'v RawValue, nulls: &[&str]) -> Result<Option<Cow<'v, str>>, Rejection> {
     let s = match value {
-        Value::Null => return Ok(None),
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        other => return reject(format!("expected a string, found {}", kind(other))),
+        RawValue::Null => return Ok(None),
+        RawValue::Str(s) => Cow::Borrowed(s.as_ref()),
+        RawValue::Number(n) => Cow::Owned(n.to_string()),
+        RawValue::Bool(b) => Cow::Owned(b.to_string()),
+        other => return reject(format!("expected a string, found {}", other.kind())),
     };
     let trimmed = s.trim();
     if trimmed.is_empty() || nulls.contains(&trimmed) {
@@ -261,15 +477,15 @@ fn string(value: &Value, nulls: &[&str]) -> Result<Option<String>, Rejection> {
 }
 
 /// An integer given as a JSON number (integral) or a string of digits; blank is null.
-fn integer(value: &Value) -> Result<Option<i64>, Rejection> {
+fn integer(value: &RawValue) -> Result<Option<i64>, Rejection> {
     match value {
-        Value::Null => Ok(None),
-        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+        RawValue::Null => Ok(None),
+        RawValue::Number(n) => match (n.as_i64(), n.as_f64()) {
             (Some(v), _) => Ok(Some(v)),
             (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
             _ => reject(format!("{n} is not an integer")),
         },
-        Value::String(s) => {
+        RawValue::Str(s) => {
             let t = s.trim();
             if t.is_empty() {
                 return Ok(None);
@@ -279,7 +495,7 @@ fn integer(value: &Value) -> Result<Option<i64>, Rejection> {
                 None => reject(format!("cannot convert {s:?} to an integer")),
             }
         }
-        other => reject(format!("expected an integer, found {}", kind(other))),
+        other => reject(format!("expected an integer, found {}", other.kind())),
     }
 }
 
@@ -336,13 +552,13 @@ fn decimal_integer(t: &str) -> Option<i64> {
 }
 
 /// A finite float given as a JSON number or a numeric string; blank is null.
-fn float(value: &Value) -> Result<Option<f64>, Rejection> {
+fn float(value: &RawValue) -> Result<Option<f64>, Rejection> {
     let f = match value {
-        Value::Null => return Ok(None),
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) if s.trim().is_empty() => return Ok(None),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
-        other => return reject(format!("expected a number, found {}", kind(other))),
+        RawValue::Null => return Ok(None),
+        RawValue::Number(n) => n.as_f64(),
+        RawValue::Str(s) if s.trim().is_empty() => return Ok(None),
+        RawValue::Str(s) => s.trim().parse::<f64>().ok(),
+        other => return reject(format!("expected a number, found {}", other.kind())),
     };
     match f {
         Some(f) if f.is_finite() => Ok(Some(f)),
@@ -351,8 +567,8 @@ fn float(value: &Value) -> Result<Option<f64>, Rejection> {
 }
 
 /// Follower counts as the source shows them: `92`, `211k`, `1M` (also `1.5k`, `12,345`).
-fn follower_count(value: &Value, nulls: &[&str]) -> Result<Option<i64>, Rejection> {
-    let Value::String(s) = value else {
+fn follower_count(value: &RawValue, nulls: &[&str]) -> Result<Option<i64>, Rejection> {
+    let RawValue::Str(s) = value else {
         return match integer(value)? {
             Some(n) if n < 0 => reject(format!("cannot convert {value} to a follower count (a count is not negative)")),
             n => Ok(n),
@@ -386,11 +602,11 @@ fn follower_count(value: &Value, nulls: &[&str]) -> Result<Option<i64>, Rejectio
 
 /// `Local save in /data/x` → `/data/x`. The prefix goes however often it repeats (a value
 /// cleaned twice, or written twice), so no clean value still starts with it; blank is null.
-fn save_path(s: String) -> Option<String> {
+fn save_path(s: Cow<str>) -> Option<String> {
     const PREFIX: &str = "Local save in ";
     let mut rest = s.trim_start();
     if !rest.starts_with(PREFIX) {
-        return Some(s);
+        return Some(s.into_owned());
     }
     while let Some(after) = rest.strip_prefix(PREFIX) {
         rest = after.trim_start();
@@ -400,11 +616,11 @@ fn save_path(s: String) -> Option<String> {
 }
 
 /// Timestamps as `2020-08-28 03:52:47` or ISO 8601 (`T`, fraction, `Z` or offset); naive ones are UTC.
-fn timestamp(value: &Value) -> Result<Option<i64>, Rejection> {
+fn timestamp(value: &RawValue) -> Result<Option<i64>, Rejection> {
     let s = match value {
-        Value::Null => return Ok(None),
-        Value::String(s) => s.trim(),
-        other => return reject(format!("expected a timestamp string, found {}", kind(other))),
+        RawValue::Null => return Ok(None),
+        RawValue::Str(s) => s.trim(),
+        other => return reject(format!("expected a timestamp string, found {}", other.kind())),
     };
     if s.is_empty() {
         return Ok(None);
@@ -741,6 +957,39 @@ mod tests {
             Cell::Str("Abigail".into())
         );
         assert_eq!(cell(Table::User, json!({"ind": 1}), "user_name"), Cell::Null);
+    }
+
+    #[test]
+    fn the_borrowing_parse_agrees_with_decode_and_clean() {
+        let cases: [&[u8]; 16] = [
+            br#"{"index": 1, "index": 2, "title": "first", "title": "last"}"#,
+            br#"{"index": 3, "title": "esc\"aped \u00e9\n", "poster_name": "\ud83d\ude00"}"#,
+            br#"{"index": 4, "extra": [1, {"a": [null, "x"]}], "more": {"b": {"c": []}}}"#,
+            br#"{"index": 5, "extra": ["\ud800"]}"#,
+            br#"{"index": 6, "extra": {"k": "\u12"}}"#,
+            b"{\"index\": 7, \"extra\": [\"\xff\"]}",
+            br#"{"index": 8, "title": 1e400}"#,
+            br#"{"index": 9.0, "follower_count": -0.0, "downloaded": 18446744073709551615}"#,
+            br#"{"index": 10, "title": true, "description": 12.5, "tag_list": null}"#,
+            br#"{"index": 11} trailing"#,
+            br#"{"index": 12,}"#,
+            br#""a string""#,
+            br#"[{"index": 13}]"#,
+            b"-1.5e3",
+            b"null",
+            br#"{"ind\u0065x": 14, "save_location": "Local save in \/data"}"#,
+        ];
+        for raw in cases {
+            for table in Table::ALL {
+                let expected = decode(raw).and_then(|map| clean(table, &map));
+                assert_eq!(clean_bytes(table, raw), expected, "{table} {}", String::from_utf8_lossy(raw));
+            }
+        }
+        // The last of a repeated key counts, and escaped keys and values are unescaped.
+        let pin = clean_bytes(Table::Pin, cases[0]).unwrap();
+        assert_eq!((pin.ind(), &pin.cells[2]), (2, &Cell::Str("last".into())));
+        let pin = clean_bytes(Table::Pin, cases[15]).unwrap();
+        assert_eq!((pin.ind(), &pin.cells[9]), (14, &Cell::Str("/data".into())));
     }
 
     #[test]
