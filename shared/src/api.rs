@@ -6,14 +6,17 @@
 //! The handler is generic over the [`StreamStore`] port, so the Lambda function, the local
 //! runner and the unit tests share it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use serde_json::{Map, Value, json};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
 
 use crate::Table;
 use crate::config::ConfigError;
+use crate::json::closes_string;
 use crate::stream::{PutAck, PutEntry, PutOutcome, StreamError, StreamStore};
 
 /// API Gateway refuses bodies above 10 MB; so does pinpipe when it runs without one.
@@ -369,8 +372,13 @@ fn is_json_media_type(content_type: &str) -> bool {
     }
 }
 
+/// A JSON object whose values stay unparsed text borrowed from the request body: a put body is
+/// read once and each record's data is forwarded as the client wrote it (compacted), never
+/// built into a tree and serialised again. Of a repeated key the last one counts.
+type JsonObject<'a> = BTreeMap<String, &'a RawValue>;
+
 /// Checks size and content type and parses the body as a JSON object.
-fn json_object_body(request: &ApiRequest) -> Result<Map<String, Value>, ApiError> {
+fn json_object_body(request: &ApiRequest) -> Result<JsonObject<'_>, ApiError> {
     if request.body.len() > MAX_BODY_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -387,26 +395,73 @@ fn json_object_body(request: &ApiRequest) -> Result<Map<String, Value>, ApiError
             format!("Content-Type {:?} is not JSON; send application/json", shorten(content_type)),
         ));
     }
-    let value: Value = serde_json::from_slice(&request.body)
-        .map_err(|e| ApiError::bad_request("MalformedJson", format!("request body is not valid JSON: {e}")))?;
-    match value {
-        Value::Object(object) => Ok(object),
-        other => Err(ApiError::bad_request(
-            "InvalidBody",
-            format!("request body must be a JSON object, got {}", kind_of(&other)),
-        )),
+    let malformed = |e| ApiError::bad_request("MalformedJson", format!("request body is not valid JSON: {e}"));
+    match serde_json::from_slice::<JsonObject>(&request.body) {
+        Ok(object) => Ok(object),
+        // Valid JSON of another type: say which.
+        Err(e) if e.is_data() => {
+            let value = serde_json::from_slice::<&RawValue>(&request.body).map_err(malformed)?;
+            Err(ApiError::bad_request(
+                "InvalidBody",
+                format!("request body must be a JSON object, got {}", kind_of(value)),
+            ))
+        }
+        Err(e) => Err(malformed(e)),
     }
 }
 
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// The kind of a valid JSON value, from its first character.
+fn kind_of(value: &RawValue) -> &'static str {
+    match value.get().trim_start().as_bytes().first() {
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'"') => "a string",
+        Some(b'[') => "an array",
+        Some(b'{') => "an object",
+        _ => "a number",
     }
+}
+
+fn is_null(value: &RawValue) -> bool {
+    value.get().trim() == "null"
+}
+
+/// The value as a string, if it is one.
+fn as_string(value: &RawValue) -> Option<String> {
+    serde_json::from_str::<String>(value.get()).ok()
+}
+
+/// Valid JSON text without the whitespace between its tokens, and whether the text needs a full
+/// parse to be sure pinpipe can read it back: capturing raw JSON checks its grammar but neither
+/// number ranges (`1e999`) nor nesting depth, which the consumers' parser limits.
+fn compact_json(text: &str) -> (Vec<u8>, bool) {
+    let mut out = Vec::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    let (mut depth, mut max_depth, mut digits, mut needs_parse) = (0usize, 0usize, 0usize, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            out.push(b);
+            in_string = !closes_string(b, &mut escaped);
+            digits = 0;
+            continue;
+        }
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' => continue,
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max_depth = max_depth.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            // An exponent, or a numeral long enough to overflow an f64.
+            b'e' | b'E' if digits > 0 => needs_parse = true,
+            _ => {}
+        }
+        digits = if b.is_ascii_digit() || b == b'.' { digits + 1 } else { 0 };
+        needs_parse |= digits > 300;
+        out.push(b);
+    }
+    (out, needs_parse || max_depth > 100)
 }
 
 /// A field that clients may spell two ways (`data` or Kinesis' `Data`).
@@ -427,12 +482,12 @@ const BATCH_RECORDS: Field = Field { canonical: "records", spellings: ["records"
 /// The field's value and the path naming it (`records[3].partition-key`); `None` if absent.
 /// `parent` is the path of the object, empty for the body itself.
 fn lookup<'a>(
-    object: &'a Map<String, Value>,
+    object: &JsonObject<'a>,
     field: &Field,
     parent: &str,
-) -> Result<Option<(&'a Value, String)>, ApiError> {
+) -> Result<Option<(&'a RawValue, String)>, ApiError> {
     let path = |name: &str| if parent.is_empty() { name.to_string() } else { format!("{parent}.{name}") };
-    let mut found = field.spellings.iter().filter_map(|name| object.get(*name).map(|v| (*name, v)));
+    let mut found = field.spellings.iter().filter_map(|name| object.get(*name).map(|v| (*name, *v)));
     let first = found.next();
     if let (Some((a, _)), Some((b, _))) = (first, found.next()) {
         return Err(ApiError::bad_request(
@@ -449,32 +504,33 @@ fn missing(field: &Field, parent: &str) -> ApiError {
 }
 
 /// Refuses a body whose `StreamName` names another stream than the path.
-fn check_body_stream_name(object: &Map<String, Value>, stream: &str) -> Result<(), ApiError> {
-    match lookup(object, &STREAM_NAME, "")? {
-        None | Some((Value::Null, _)) => Ok(()),
-        Some((Value::String(name), _)) if name == stream => Ok(()),
-        Some((Value::String(name), path)) => Err(ApiError::bad_request(
+fn check_body_stream_name(object: &JsonObject, stream: &str) -> Result<(), ApiError> {
+    let Some((value, path)) = lookup(object, &STREAM_NAME, "")? else { return Ok(()) };
+    if is_null(value) {
+        return Ok(());
+    }
+    match as_string(value) {
+        Some(name) if name == stream => Ok(()),
+        Some(name) => Err(ApiError::bad_request(
             "StreamNameMismatch",
-            format!("{path} {:?} differs from the stream in the path, {stream}", shorten(name)),
+            format!("{path} {:?} differs from the stream in the path, {stream}", shorten(&name)),
         )),
-        Some((other, path)) => {
-            Err(ApiError::bad_request("InvalidField", format!("{path} must be a string, got {}", kind_of(other))))
-        }
+        None => Err(ApiError::bad_request("InvalidField", format!("{path} must be a string, got {}", kind_of(value)))),
     }
 }
 
 /// One record of a put request, validated into what Kinesis stores: the compact JSON text of
 /// its `Data` object and its partition key.
-fn put_entry(object: &Map<String, Value>, data: &Field, key: &Field, parent: &str) -> Result<PutEntry, ApiError> {
+fn put_entry(object: &JsonObject, data: &Field, key: &Field, parent: &str) -> Result<PutEntry, ApiError> {
     let (data_value, data_path) = lookup(object, data, parent)?.ok_or_else(|| missing(data, parent))?;
-    let Value::Object(data_object) = data_value else {
+    if kind_of(data_value) != "an object" {
         return Err(ApiError::bad_request(
             "DataNotAnObject",
             format!("{data_path} must be a JSON object (the raw record), got {}", kind_of(data_value)),
         ));
-    };
+    }
     let (key_value, key_path) = lookup(object, key, parent)?.ok_or_else(|| missing(key, parent))?;
-    let Value::String(partition_key) = key_value else {
+    let Some(partition_key) = as_string(key_value) else {
         return Err(ApiError::bad_request(
             "InvalidField",
             format!("{key_path} must be a string, got {}", kind_of(key_value)),
@@ -487,9 +543,10 @@ fn put_entry(object: &Map<String, Value>, data: &Field, key: &Field, parent: &st
             format!("{key_path} must be 1 to {MAX_PARTITION_KEY_CHARS} characters, got {key_chars}"),
         ));
     }
-    let data = serde_json::to_vec(data_object).map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", format!("could not encode {data_path}: {e}"))
-    })?;
+    let (data, needs_parse) = compact_json(data_value.get());
+    if needs_parse && let Err(e) = serde_json::from_slice::<Value>(&data) {
+        return Err(ApiError::bad_request("MalformedJson", format!("{data_path} is not valid JSON: {e}")));
+    }
     let size = data.len() + partition_key.len();
     if size > MAX_RECORD_BYTES {
         return Err(ApiError::new(
@@ -501,14 +558,14 @@ fn put_entry(object: &Map<String, Value>, data: &Field, key: &Field, parent: &st
             ),
         ));
     }
-    Ok(PutEntry { data, partition_key: partition_key.clone() })
+    Ok(PutEntry { data, partition_key })
 }
 
 /// The records of a PutRecords body, all validated, in request order.
-fn put_records_entries(object: &Map<String, Value>) -> Result<Vec<PutEntry>, ApiError> {
+fn put_records_entries(object: &JsonObject) -> Result<Vec<PutEntry>, ApiError> {
     let (records_value, records_path) =
         lookup(object, &BATCH_RECORDS, "")?.ok_or_else(|| missing(&BATCH_RECORDS, ""))?;
-    let Value::Array(records) = records_value else {
+    let Ok(records) = serde_json::from_str::<Vec<&RawValue>>(records_value.get()) else {
         return Err(ApiError::bad_request(
             "InvalidField",
             format!("{records_path} must be an array of records, got {}", kind_of(records_value)),
@@ -530,13 +587,13 @@ fn put_records_entries(object: &Map<String, Value>) -> Result<Vec<PutEntry>, Api
     let mut total = 0usize;
     for (i, record) in records.iter().enumerate() {
         let path = format!("{records_path}[{i}]");
-        let Value::Object(record) = record else {
+        let Ok(record) = serde_json::from_str::<JsonObject>(record.get()) else {
             return Err(ApiError::bad_request(
                 "InvalidField",
                 format!("{path} must be a JSON object, got {}", kind_of(record)),
             ));
         };
-        let entry = put_entry(record, &BATCH_DATA, &BATCH_PARTITION_KEY, &path)?;
+        let entry = put_entry(&record, &BATCH_DATA, &BATCH_PARTITION_KEY, &path)?;
         total += entry.data.len() + entry.partition_key.len();
         entries.push(entry);
     }
@@ -559,7 +616,9 @@ fn shard_count(request: &ApiRequest, stream: &str) -> Result<Option<i32>, ApiErr
     }
     let object = json_object_body(request)?;
     check_body_stream_name(&object, stream)?;
-    match lookup(&object, &SHARD_COUNT, "")? {
+    let value = lookup(&object, &SHARD_COUNT, "")?
+        .map(|(value, path)| (serde_json::from_str::<Value>(value.get()).unwrap_or(Value::Null), path));
+    match value {
         None | Some((Value::Null, _)) => Ok(None),
         Some((value, path)) => match value.as_i64().and_then(|n| i32::try_from(n).ok()).filter(|n| *n >= 1) {
             Some(n) => Ok(Some(n)),
@@ -1080,7 +1139,11 @@ mod tests {
         assert_eq!(response.error_code(), Some(code), "{}", response.body);
         let message = response.body["message"].as_str().unwrap_or_default();
         assert!(message.contains(needle), "message {message:?} should mention {needle:?}");
-        assert_eq!(response.body.as_object().map(Map::len), Some(2), "error bodies hold error and message only");
+        assert_eq!(
+            response.body.as_object().map(serde_json::Map::len),
+            Some(2),
+            "error bodies hold error and message only"
+        );
     }
 
     // --- configuration ---------------------------------------------------------------------
@@ -1326,7 +1389,7 @@ mod tests {
         assert_eq!(written.len(), 1);
         assert_eq!(
             String::from_utf8(written[0].data.clone()).unwrap(),
-            r#"{"downloaded":0,"index":7528,"title":"No Title Data Available"}"#
+            r#"{"index":7528,"title":"No Title Data Available","downloaded":0}"#
         );
         assert_eq!(written[0].partition_key, "6f1c2b7e-55a4-4c1e-9f0a-3f0e3c9d2b1a");
     }
@@ -1653,6 +1716,18 @@ mod tests {
         let store = MemoryStore::with_streams(&[]);
         let response = call(&store, put_json(&format!("/streams/{PIN}/records"), &batch(1))).await;
         assert_error(&response, 404, "StreamNotFound", PIN);
+    }
+
+    #[test]
+    fn compacting_drops_whitespace_between_tokens_only() {
+        let (text, needs_parse) = compact_json("{ \"a b\" : [ 1 , \"x \\\" y\" ] ,\n\t\"c\":\r null }");
+        assert_eq!(String::from_utf8(text).unwrap(), r#"{"a b":[1,"x \" y"],"c":null}"#);
+        assert!(!needs_parse);
+        // What raw capture cannot vouch for gets a full parse; words and strings do not.
+        assert!(compact_json(r#"{"n": 1e999}"#).1);
+        assert!(compact_json(&format!("{{\"n\": 1{}}}", "0".repeat(400))).1);
+        assert!(compact_json(&format!("{{\"a\": {}{}}}", "[".repeat(101), "]".repeat(101))).1);
+        assert!(!compact_json(r#"{"t": true, "f": false, "s": "1e5", "e": 2.5}"#).1);
     }
 
     #[test]

@@ -28,16 +28,23 @@
 //! infrastructure failure (S3 or the lake unreachable) fails the invocation, and Lambda's retry
 //! is then safe.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_compression::tokio::bufread::GzipDecoder;
 use aws_lambda_events::event::s3::S3Event;
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use object_store::RetryConfig;
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::path::Path as ObjectPath;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
 use crate::Table;
 use crate::consumer::{BatchSummary, ConsumeError, SourceRecord, TableSink};
+use crate::json::closes_string;
 use crate::lake::{Lake, Position, SourceKey};
 use crate::schema::Origin;
 
@@ -175,40 +182,64 @@ impl SourceError {
     }
 }
 
-/// Objects in S3, streamed with `GetObject`.
+/// Objects in S3, streamed with `GetObject` by object_store's S3 client (the lake's own).
 pub struct S3Objects {
-    client: aws_sdk_s3::Client,
+    config: Vec<(AmazonS3ConfigKey, String)>,
+    retry: Option<RetryConfig>,
+    /// One client per bucket, kept across invocations.
+    stores: std::sync::Mutex<HashMap<String, Arc<AmazonS3>>>,
 }
 
 impl S3Objects {
-    pub fn new(client: aws_sdk_s3::Client) -> Self {
-        Self { client }
+    /// Credentials, region and endpoint from the `AWS_*` environment, as Lambda provides them.
+    /// A custom endpoint (`AWS_ENDPOINT_URL`: moto, MinIO) is addressed path-style.
+    pub fn from_env() -> Self {
+        Self { config: Vec::new(), retry: None, stores: Default::default() }
     }
 
-    /// A client from the environment. A custom endpoint (`AWS_ENDPOINT_URL`, a local S3 such as
-    /// moto or MinIO) gets path-style addressing, which such servers need.
-    pub async fn from_env() -> Self {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some();
-        let s3 = aws_sdk_s3::config::Builder::from(&config).force_path_style(path_style).build();
-        Self::new(aws_sdk_s3::Client::from_conf(s3))
+    /// A setting on top of the environment, such as another endpoint.
+    pub fn with_config(mut self, key: AmazonS3ConfigKey, value: impl Into<String>) -> Self {
+        self.config.push((key, value.into()));
+        self
+    }
+
+    /// How failed requests are retried (object_store's default: up to 10 times within 3 minutes).
+    pub fn with_retry(mut self, retry: RetryConfig) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    fn store(&self, object: &ObjectRef) -> Result<Arc<AmazonS3>, SourceError> {
+        let mut stores = self.stores.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(store) = stores.get(&object.bucket) {
+            return Ok(store.clone());
+        }
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&object.bucket);
+        for (key, value) in &self.config {
+            builder = builder.with_config(*key, value);
+        }
+        if let Some(retry) = &self.retry {
+            builder = builder.with_retry(retry.clone());
+        }
+        let store = Arc::new(builder.build().map_err(|e| SourceError::new(object, e))?);
+        stores.insert(object.bucket.clone(), store.clone());
+        Ok(store)
     }
 }
 
 #[async_trait::async_trait]
 impl ObjectSource for S3Objects {
     async fn open(&self, object: &ObjectRef) -> Result<Option<ObjectBody>, SourceError> {
-        let got = self.client.get_object().bucket(&object.bucket).key(&object.key).send().await;
-        match got {
-            Ok(output) => Ok(Some(Box::new(output.body.into_async_read()))),
-            Err(error) => {
-                let error = error.into_service_error();
-                if error.is_no_such_key() {
-                    Ok(None)
-                } else {
-                    Err(SourceError::new(object, aws_sdk_s3::error::DisplayErrorContext(error)))
-                }
+        let store = self.store(object)?;
+        // The key as S3 names it: `parse` keeps it as it is, where `from` would re-encode a `%`.
+        let path = ObjectPath::parse(&object.key).unwrap_or_else(|_| ObjectPath::from(object.key.as_str()));
+        match store.get(&path).await {
+            Ok(found) => {
+                let body = found.into_stream().map_err(std::io::Error::from);
+                Ok(Some(Box::new(tokio_util::io::StreamReader::new(body))))
             }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(SourceError::new(object, error)),
         }
     }
 }
@@ -451,13 +482,7 @@ impl RecordReader {
                     }
                 }
                 if in_string {
-                    if escaped {
-                        escaped = false;
-                    } else if b == b'\\' {
-                        escaped = true;
-                    } else if b == b'"' {
-                        in_string = false;
-                    }
+                    in_string = !closes_string(b, &mut escaped);
                 } else {
                     match b {
                         b'"' => in_string = true,

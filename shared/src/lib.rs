@@ -18,6 +18,7 @@ pub mod consumer;
 pub mod embedded;
 pub mod emulator;
 pub mod events;
+mod json;
 #[cfg(feature = "lake")]
 pub mod lake;
 #[cfg(feature = "lake")]
@@ -29,4 +30,5 @@ pub mod stream;
 pub mod table;
 pub use table::Table;
 pub mod api;
+#[cfg(feature = "kinesis")]
 pub mod kinesis;

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use aws_lambda_events::event::s3::S3Event;
+use object_store::RetryConfig;
+use object_store::aws::AmazonS3ConfigKey;
 use pinpipe::Table;
 use pinpipe::batch::{BatchIngest, BatchLimits, ObjectRef, S3Objects};
 use pinpipe::consumer::{QUARANTINE_TABLE, TableSink};
 use pinpipe::lake::Lake;
 use pinpipe_tests::fault_proxy::{Fault, FaultPlan, FaultProxy};
 use pinpipe_tests::{
-    deliver_until_success, endpoint, geo_batch, inds_once, lake_through, new_bucket, read_table, s3_client, sdk_config,
-    str_column,
+    deliver_until_success, endpoint, geo_batch, inds_once, lake_through, new_bucket, read_table, s3_client, str_column,
 };
 use serde_json::json;
 
@@ -63,7 +64,7 @@ fn notification(objects: &[ObjectRef]) -> S3Event {
 }
 
 async fn s3_objects() -> Arc<S3Objects> {
-    Arc::new(S3Objects::new(s3_client().await))
+    Arc::new(S3Objects::from_env().with_config(AmazonS3ConfigKey::Endpoint, endpoint()))
 }
 
 #[tokio::test]
@@ -204,12 +205,11 @@ async fn injected_s3_faults_during_batch_ingest_lose_no_row_and_duplicate_none()
     let lake = lake_through(&bucket, &proxy);
     // The objects are read through the faulty proxy too, with no SDK retries, so that faults
     // reach the handler and Lambda's retry of the whole notification.
-    let config = aws_sdk_s3::config::Builder::from(&sdk_config().await)
-        .endpoint_url(proxy.endpoint.clone())
-        .force_path_style(true)
-        .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(1))
-        .build();
-    let source = Arc::new(S3Objects::new(aws_sdk_s3::Client::from_conf(config)));
+    let source = Arc::new(
+        S3Objects::from_env()
+            .with_config(AmazonS3ConfigKey::Endpoint, proxy.endpoint.clone())
+            .with_retry(RetryConfig { max_retries: 0, ..Default::default() }),
+    );
     // Chunks of 15 records: some deliveries fail between two commits of one notification.
     let ingest =
         BatchIngest::new(PREFIX, lake.clone(), source).with_limits(BatchLimits { records: 15, bytes: usize::MAX });

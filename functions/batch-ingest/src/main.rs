@@ -25,7 +25,7 @@ async fn main() -> Result<(), Error> {
     let limits = BatchLimits { records: config::optional("PINPIPE_BATCH_MAX_RECORDS", defaults.records)?, ..defaults };
     let source: Arc<dyn ObjectSource> = match std::env::var("PINPIPE_LOCAL_OBJECTS_DIR") {
         Ok(dir) if !dir.is_empty() => Arc::new(LocalObjects::new(dir)),
-        _ => Arc::new(S3Objects::from_env().await),
+        _ => Arc::new(S3Objects::from_env()),
     };
     let ingest = BatchIngest::new(prefix, lake, source).with_limits(limits);
     let ingest = &ingest;
