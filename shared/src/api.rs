@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
@@ -377,8 +378,145 @@ fn is_json_media_type(content_type: &str) -> bool {
 /// built into a tree and serialised again. Of a repeated key the last one counts.
 type JsonObject<'a> = BTreeMap<String, &'a RawValue>;
 
+/// A field of a PutRecords body: `records` is read in the same pass as the body (each record's
+/// fields, their values still raw text); any other field stays raw text.
+enum BodyField<'a> {
+    Records(RecordList<'a>),
+    Raw(&'a RawValue),
+}
+
+/// The `records` of a PutRecords body, or the kind of the value that stood there.
+enum RecordList<'a> {
+    Array(Vec<RecordItem<'a>>),
+    Other(&'static str),
+}
+
+/// One element of `records`: a record's fields, or the kind of the non-object that stood there.
+enum RecordItem<'a> {
+    Object(JsonObject<'a>),
+    Other(&'static str),
+}
+
+type RecordsBody<'a> = BTreeMap<String, BodyField<'a>>;
+
+impl<'a> BodyField<'a> {
+    fn raw(&self) -> Option<&'a RawValue> {
+        match self {
+            BodyField::Raw(raw) => Some(raw),
+            BodyField::Records(_) => None,
+        }
+    }
+}
+
+/// The kind of a JSON value a visitor met, for the cases where it wanted another.
+macro_rules! visit_other_kinds {
+    ($out:ident) => {
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($out::Other("null"))
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($out::Other("a boolean"))
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($out::Other("a number"))
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($out::Other("a number"))
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($out::Other("a number"))
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($out::Other("a string"))
+        }
+    };
+}
+
+impl<'de> Deserialize<'de> for RecordItem<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ItemVisitor;
+        impl<'de> Visitor<'de> for ItemVisitor {
+            type Value = RecordItem<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a record")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = JsonObject::new();
+                while let Some((key, value)) = map.next_entry::<String, &RawValue>()? {
+                    fields.insert(key, value);
+                }
+                Ok(RecordItem::Object(fields))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(RecordItem::Other("an array"))
+            }
+            visit_other_kinds!(RecordItem);
+        }
+        deserializer.deserialize_any(ItemVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RecordList<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = RecordList<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of records")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut records = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BATCH_RECORDS));
+                while let Some(record) = seq.next_element::<RecordItem>()? {
+                    records.push(record);
+                }
+                Ok(RecordList::Array(records))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(RecordList::Other("an object"))
+            }
+            visit_other_kinds!(RecordList);
+        }
+        deserializer.deserialize_any(ListVisitor)
+    }
+}
+
+/// Deserialises a PutRecords body in one pass: a map whose record list is read on the way.
+struct RecordsBodyOf<'a>(RecordsBody<'a>);
+
+impl<'de> Deserialize<'de> for RecordsBodyOf<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BodyVisitor;
+        impl<'de> Visitor<'de> for BodyVisitor {
+            type Value = RecordsBodyOf<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut body = RecordsBody::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value = if BATCH_RECORDS.spellings.contains(&key.as_str()) {
+                        BodyField::Records(map.next_value()?)
+                    } else {
+                        BodyField::Raw(map.next_value()?)
+                    };
+                    body.insert(key, value);
+                }
+                Ok(RecordsBodyOf(body))
+            }
+        }
+        deserializer.deserialize_map(BodyVisitor)
+    }
+}
+
 /// Checks size and content type and parses the body as a JSON object.
 fn json_object_body(request: &ApiRequest) -> Result<JsonObject<'_>, ApiError> {
+    json_body(request)
+}
+
+/// Checks size and content type and parses the body as a JSON object into `T`.
+fn json_body<'a, T: Deserialize<'a>>(request: &'a ApiRequest) -> Result<T, ApiError> {
     if request.body.len() > MAX_BODY_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -396,7 +534,7 @@ fn json_object_body(request: &ApiRequest) -> Result<JsonObject<'_>, ApiError> {
         ));
     }
     let malformed = |e| ApiError::bad_request("MalformedJson", format!("request body is not valid JSON: {e}"));
-    match serde_json::from_slice::<JsonObject>(&request.body) {
+    match serde_json::from_slice::<T>(&request.body) {
         Ok(object) => Ok(object),
         // Valid JSON of another type: say which.
         Err(e) if e.is_data() => {
@@ -481,13 +619,13 @@ const BATCH_RECORDS: Field = Field { canonical: "records", spellings: ["records"
 
 /// The field's value and the path naming it (`records[3].partition-key`); `None` if absent.
 /// `parent` is the path of the object, empty for the body itself.
-fn lookup<'a>(
-    object: &JsonObject<'a>,
+fn lookup<'o, V>(
+    object: &'o BTreeMap<String, V>,
     field: &Field,
     parent: &str,
-) -> Result<Option<(&'a RawValue, String)>, ApiError> {
+) -> Result<Option<(&'o V, String)>, ApiError> {
     let path = |name: &str| if parent.is_empty() { name.to_string() } else { format!("{parent}.{name}") };
-    let mut found = field.spellings.iter().filter_map(|name| object.get(*name).map(|v| (*name, *v)));
+    let mut found = field.spellings.iter().filter_map(|name| object.get(*name).map(|v| (*name, v)));
     let first = found.next();
     if let (Some((a, _)), Some((b, _))) = (first, found.next()) {
         return Err(ApiError::bad_request(
@@ -504,8 +642,8 @@ fn missing(field: &Field, parent: &str) -> ApiError {
 }
 
 /// Refuses a body whose `StreamName` names another stream than the path.
-fn check_body_stream_name(object: &JsonObject, stream: &str) -> Result<(), ApiError> {
-    let Some((value, path)) = lookup(object, &STREAM_NAME, "")? else { return Ok(()) };
+fn check_body_stream_name(name: Option<(&RawValue, String)>, stream: &str) -> Result<(), ApiError> {
+    let Some((value, path)) = name else { return Ok(()) };
     if is_null(value) {
         return Ok(());
     }
@@ -522,14 +660,14 @@ fn check_body_stream_name(object: &JsonObject, stream: &str) -> Result<(), ApiEr
 /// One record of a put request, validated into what Kinesis stores: the compact JSON text of
 /// its `Data` object and its partition key.
 fn put_entry(object: &JsonObject, data: &Field, key: &Field, parent: &str) -> Result<PutEntry, ApiError> {
-    let (data_value, data_path) = lookup(object, data, parent)?.ok_or_else(|| missing(data, parent))?;
+    let (&data_value, data_path) = lookup(object, data, parent)?.ok_or_else(|| missing(data, parent))?;
     if kind_of(data_value) != "an object" {
         return Err(ApiError::bad_request(
             "DataNotAnObject",
             format!("{data_path} must be a JSON object (the raw record), got {}", kind_of(data_value)),
         ));
     }
-    let (key_value, key_path) = lookup(object, key, parent)?.ok_or_else(|| missing(key, parent))?;
+    let (&key_value, key_path) = lookup(object, key, parent)?.ok_or_else(|| missing(key, parent))?;
     let Some(partition_key) = as_string(key_value) else {
         return Err(ApiError::bad_request(
             "InvalidField",
@@ -562,14 +700,18 @@ fn put_entry(object: &JsonObject, data: &Field, key: &Field, parent: &str) -> Re
 }
 
 /// The records of a PutRecords body, all validated, in request order.
-fn put_records_entries(object: &JsonObject) -> Result<Vec<PutEntry>, ApiError> {
+fn put_records_entries(object: &RecordsBody) -> Result<Vec<PutEntry>, ApiError> {
     let (records_value, records_path) =
         lookup(object, &BATCH_RECORDS, "")?.ok_or_else(|| missing(&BATCH_RECORDS, ""))?;
-    let Ok(records) = serde_json::from_str::<Vec<&RawValue>>(records_value.get()) else {
-        return Err(ApiError::bad_request(
-            "InvalidField",
-            format!("{records_path} must be an array of records, got {}", kind_of(records_value)),
-        ));
+    let records = match records_value {
+        BodyField::Records(RecordList::Array(records)) => records,
+        BodyField::Records(RecordList::Other(kind)) => {
+            return Err(ApiError::bad_request(
+                "InvalidField",
+                format!("{records_path} must be an array of records, got {kind}"),
+            ));
+        }
+        BodyField::Raw(_) => unreachable!("the body parser reads every spelling of records as a record list"),
     };
     if records.is_empty() {
         return Err(ApiError::bad_request(
@@ -587,13 +729,13 @@ fn put_records_entries(object: &JsonObject) -> Result<Vec<PutEntry>, ApiError> {
     let mut total = 0usize;
     for (i, record) in records.iter().enumerate() {
         let path = format!("{records_path}[{i}]");
-        let Ok(record) = serde_json::from_str::<JsonObject>(record.get()) else {
-            return Err(ApiError::bad_request(
-                "InvalidField",
-                format!("{path} must be a JSON object, got {}", kind_of(record)),
-            ));
+        let record = match record {
+            RecordItem::Object(record) => record,
+            RecordItem::Other(kind) => {
+                return Err(ApiError::bad_request("InvalidField", format!("{path} must be a JSON object, got {kind}")));
+            }
         };
-        let entry = put_entry(&record, &BATCH_DATA, &BATCH_PARTITION_KEY, &path)?;
+        let entry = put_entry(record, &BATCH_DATA, &BATCH_PARTITION_KEY, &path)?;
         total += entry.data.len() + entry.partition_key.len();
         entries.push(entry);
     }
@@ -615,7 +757,7 @@ fn shard_count(request: &ApiRequest, stream: &str) -> Result<Option<i32>, ApiErr
         return Ok(None);
     }
     let object = json_object_body(request)?;
-    check_body_stream_name(&object, stream)?;
+    check_body_stream_name(lookup(&object, &STREAM_NAME, "")?.map(|(v, path)| (*v, path)), stream)?;
     let value = lookup(&object, &SHARD_COUNT, "")?
         .map(|(value, path)| (serde_json::from_str::<Value>(value.get()).unwrap_or(Value::Null), path));
     match value {
@@ -699,15 +841,16 @@ async fn dispatch<S: StreamStore + ?Sized>(
         Action::PutRecord(stream) => {
             check_stream(config, stream)?;
             let body = json_object_body(request)?;
-            check_body_stream_name(&body, stream)?;
+            check_body_stream_name(lookup(&body, &STREAM_NAME, "")?.map(|(v, path)| (*v, path)), stream)?;
             let entry = put_entry(&body, &RECORD_DATA, &RECORD_PARTITION_KEY, "")?;
             let ack = put_record_with_retry(store, stream, entry, &config.put_retry).await?;
             Ok(ApiResponse::ok(ack_json(&ack)))
         }
         Action::PutRecords(stream) => {
             check_stream(config, stream)?;
-            let body = json_object_body(request)?;
-            check_body_stream_name(&body, stream)?;
+            let RecordsBodyOf(body) = json_body(request)?;
+            let name = lookup(&body, &STREAM_NAME, "")?.and_then(|(v, path)| Some((v.raw()?, path)));
+            check_body_stream_name(name, stream)?;
             let entries = put_records_entries(&body)?;
             let outcomes = put_records_with_retry(store, stream, entries, &config.put_retry).await?;
             Ok(ApiResponse::ok(put_records_json(&outcomes)))
