@@ -618,13 +618,13 @@ const BATCH_PARTITION_KEY: Field = Field { canonical: "partition-key", spellings
 const BATCH_RECORDS: Field = Field { canonical: "records", spellings: ["records", "Records"] };
 
 /// The field's value and the path naming it (`records[3].partition-key`); `None` if absent.
-/// `parent` is the path of the object, empty for the body itself.
+/// `parent` is the object it is looked up in.
 fn lookup<'o, V>(
     object: &'o BTreeMap<String, V>,
     field: &Field,
-    parent: &str,
-) -> Result<Option<(&'o V, String)>, ApiError> {
-    let path = |name: &str| if parent.is_empty() { name.to_string() } else { format!("{parent}.{name}") };
+    parent: Parent,
+) -> Result<Option<(&'o V, FieldPath)>, ApiError> {
+    let path = |name| FieldPath { parent, name };
     let mut found = field.spellings.iter().filter_map(|name| object.get(*name).map(|v| (*name, v)));
     let first = found.next();
     if let (Some((a, _)), Some((b, _))) = (first, found.next()) {
@@ -636,13 +636,46 @@ fn lookup<'o, V>(
     Ok(first.map(|(name, v)| (v, path(name))))
 }
 
-fn missing(field: &Field, parent: &str) -> ApiError {
-    let path = if parent.is_empty() { field.canonical.to_string() } else { format!("{parent}.{}", field.canonical) };
+fn missing(field: &Field, parent: Parent) -> ApiError {
+    let path = FieldPath { parent, name: field.canonical };
     ApiError::bad_request("MissingField", format!("{path} is required"))
 }
 
+/// The object a field belongs to: the body, or one element of a record list (`records[3]`).
+/// Paths are only formatted for messages, never on the way of a valid request.
+#[derive(Debug, Clone, Copy)]
+enum Parent {
+    Body,
+    Record { list: &'static str, index: usize },
+}
+
+impl std::fmt::Display for Parent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Parent::Body => Ok(()),
+            Parent::Record { list, index } => write!(f, "{list}[{index}]"),
+        }
+    }
+}
+
+/// Where a field sits in the body: `PartitionKey`, `records[3].partition-key`.
+#[derive(Debug, Clone, Copy)]
+struct FieldPath {
+    parent: Parent,
+    name: &'static str,
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.parent {
+            Parent::Body => f.write_str(self.name),
+            parent => write!(f, "{parent}.{}", self.name),
+        }
+    }
+}
+
 /// Refuses a body whose `StreamName` names another stream than the path.
-fn check_body_stream_name(name: Option<(&RawValue, String)>, stream: &str) -> Result<(), ApiError> {
+fn check_body_stream_name(name: Option<(&RawValue, FieldPath)>, stream: &str) -> Result<(), ApiError> {
     let Some((value, path)) = name else { return Ok(()) };
     if is_null(value) {
         return Ok(());
@@ -659,7 +692,7 @@ fn check_body_stream_name(name: Option<(&RawValue, String)>, stream: &str) -> Re
 
 /// One record of a put request, validated into what Kinesis stores: the compact JSON text of
 /// its `Data` object and its partition key.
-fn put_entry(object: &JsonObject, data: &Field, key: &Field, parent: &str) -> Result<PutEntry, ApiError> {
+fn put_entry(object: &JsonObject, data: &Field, key: &Field, parent: Parent) -> Result<PutEntry, ApiError> {
     let (&data_value, data_path) = lookup(object, data, parent)?.ok_or_else(|| missing(data, parent))?;
     if kind_of(data_value) != "an object" {
         return Err(ApiError::bad_request(
@@ -702,7 +735,7 @@ fn put_entry(object: &JsonObject, data: &Field, key: &Field, parent: &str) -> Re
 /// The records of a PutRecords body, all validated, in request order.
 fn put_records_entries(object: &RecordsBody) -> Result<Vec<PutEntry>, ApiError> {
     let (records_value, records_path) =
-        lookup(object, &BATCH_RECORDS, "")?.ok_or_else(|| missing(&BATCH_RECORDS, ""))?;
+        lookup(object, &BATCH_RECORDS, Parent::Body)?.ok_or_else(|| missing(&BATCH_RECORDS, Parent::Body))?;
     let records = match records_value {
         BodyField::Records(RecordList::Array(records)) => records,
         BodyField::Records(RecordList::Other(kind)) => {
@@ -728,14 +761,14 @@ fn put_records_entries(object: &RecordsBody) -> Result<Vec<PutEntry>, ApiError> 
     let mut entries = Vec::with_capacity(records.len());
     let mut total = 0usize;
     for (i, record) in records.iter().enumerate() {
-        let path = format!("{records_path}[{i}]");
+        let path = Parent::Record { list: records_path.name, index: i };
         let record = match record {
             RecordItem::Object(record) => record,
             RecordItem::Other(kind) => {
                 return Err(ApiError::bad_request("InvalidField", format!("{path} must be a JSON object, got {kind}")));
             }
         };
-        let entry = put_entry(record, &BATCH_DATA, &BATCH_PARTITION_KEY, &path)?;
+        let entry = put_entry(record, &BATCH_DATA, &BATCH_PARTITION_KEY, path)?;
         total += entry.data.len() + entry.partition_key.len();
         entries.push(entry);
     }
@@ -757,8 +790,8 @@ fn shard_count(request: &ApiRequest, stream: &str) -> Result<Option<i32>, ApiErr
         return Ok(None);
     }
     let object = json_object_body(request)?;
-    check_body_stream_name(lookup(&object, &STREAM_NAME, "")?.map(|(v, path)| (*v, path)), stream)?;
-    let value = lookup(&object, &SHARD_COUNT, "")?
+    check_body_stream_name(lookup(&object, &STREAM_NAME, Parent::Body)?.map(|(v, path)| (*v, path)), stream)?;
+    let value = lookup(&object, &SHARD_COUNT, Parent::Body)?
         .map(|(value, path)| (serde_json::from_str::<Value>(value.get()).unwrap_or(Value::Null), path));
     match value {
         None | Some((Value::Null, _)) => Ok(None),
@@ -841,15 +874,15 @@ async fn dispatch<S: StreamStore + ?Sized>(
         Action::PutRecord(stream) => {
             check_stream(config, stream)?;
             let body = json_object_body(request)?;
-            check_body_stream_name(lookup(&body, &STREAM_NAME, "")?.map(|(v, path)| (*v, path)), stream)?;
-            let entry = put_entry(&body, &RECORD_DATA, &RECORD_PARTITION_KEY, "")?;
+            check_body_stream_name(lookup(&body, &STREAM_NAME, Parent::Body)?.map(|(v, path)| (*v, path)), stream)?;
+            let entry = put_entry(&body, &RECORD_DATA, &RECORD_PARTITION_KEY, Parent::Body)?;
             let ack = put_record_with_retry(store, stream, entry, &config.put_retry).await?;
             Ok(ApiResponse::ok(ack_json(&ack)))
         }
         Action::PutRecords(stream) => {
             check_stream(config, stream)?;
             let RecordsBodyOf(body) = json_body(request)?;
-            let name = lookup(&body, &STREAM_NAME, "")?.and_then(|(v, path)| Some((v.raw()?, path)));
+            let name = lookup(&body, &STREAM_NAME, Parent::Body)?.and_then(|(v, path)| Some((v.raw()?, path)));
             check_body_stream_name(name, stream)?;
             let entries = put_records_entries(&body)?;
             let outcomes = put_records_with_retry(store, stream, entries, &config.put_retry).await?;
