@@ -10,7 +10,9 @@
 //! - `coldstart`: a loopback Lambda runtime API stub; time from spawning a function binary to its
 //!   first `GET /2018-06-01/runtime/invocation/next`.
 //! - `producer`: a 500-record `PUT /streams/{name}/records` through `pinpipe::api::handle`,
-//!   with the time spent inside the Kinesis adapter subtracted.
+//!   with the time spent inside the Kinesis adapter subtracted; `--embedded` puts to pinpipe's
+//!   in-memory streams instead, with no network, for profiling the handler
+//!   (`cargo build --profile profiling -p pinpipe-bench`, then `perf record`).
 //! - `report`: the summary table from the JSON lines.
 
 mod before;
@@ -319,11 +321,19 @@ impl<S: StreamStore> StreamStore for Timed<S> {
 
 /// `producer --records 500 --iterations 200`: against the Kinesis endpoint of the environment
 /// (moto). Each request's handler time minus the time inside the Kinesis adapter is the overhead.
+/// `--embedded` uses pinpipe's in-memory streams instead (no network: for profiling the handler).
 async fn producer(args: &Args) -> Result<(), Error> {
+    if args.get("embedded").is_some() {
+        return producer_on(args, pinpipe::embedded::EmbeddedStreams::new(4, 0)).await;
+    }
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    producer_on(args, KinesisStreamStore::from_sdk_config(&sdk)).await
+}
+
+async fn producer_on<S: StreamStore>(args: &Args, inner: S) -> Result<(), Error> {
     let n: usize = args.num("records", 500)?;
     let iterations: usize = args.num("iterations", 200)?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let store = Arc::new(Timed { inner: KinesisStreamStore::from_sdk_config(&sdk), nanos: AtomicU64::new(0) });
+    let store = Arc::new(Timed { inner, nanos: AtomicU64::new(0) });
     let prefix = format!("bench{}", std::process::id());
     let config = ApiConfig::new(prefix.clone(), false, Duration::from_secs(3))?;
     let stream = Table::Pin.stream_name(&prefix);

@@ -6,6 +6,7 @@
 //! The handler is generic over the [`StreamStore`] port, so the Lambda function, the local
 //! runner and the unit tests share it.
 
+use std::borrow::{Borrow, Cow};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::Table;
 use crate::config::ConfigError;
-use crate::json::closes_string;
+use crate::json::{Text, closes_string};
 use crate::stream::{PutAck, PutEntry, PutOutcome, StreamError, StreamStore};
 
 /// API Gateway refuses bodies above 10 MB; so does pinpipe when it runs without one.
@@ -376,7 +377,7 @@ fn is_json_media_type(content_type: &str) -> bool {
 /// A JSON object whose values stay unparsed text borrowed from the request body: a put body is
 /// read once and each record's data is forwarded as the client wrote it (compacted), never
 /// built into a tree and serialised again. Of a repeated key the last one counts.
-type JsonObject<'a> = BTreeMap<String, &'a RawValue>;
+type JsonObject<'a> = BTreeMap<Cow<'a, str>, &'a RawValue>;
 
 /// A field of a PutRecords body: `records` is read in the same pass as the body (each record's
 /// fields, their values still raw text); any other field stays raw text.
@@ -442,7 +443,7 @@ impl<'de> Deserialize<'de> for RecordItem<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut fields = JsonObject::new();
-                while let Some((key, value)) = map.next_entry::<String, &RawValue>()? {
+                while let Some((Text(key), value)) = map.next_entry::<Text, &RawValue>()? {
                     fields.insert(key, value);
                 }
                 Ok(RecordItem::Object(fields))
@@ -573,18 +574,24 @@ fn as_string(value: &RawValue) -> Option<String> {
 /// parse to be sure pinpipe can read it back: capturing raw JSON checks its grammar but neither
 /// number ranges (`1e999`) nor nesting depth, which the consumers' parser limits.
 fn compact_json(text: &str) -> (Vec<u8>, bool) {
+    let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(text.len());
+    // Bytes are copied in runs, from `run` up to the next whitespace between tokens.
+    let mut run = 0;
     let (mut in_string, mut escaped) = (false, false);
     let (mut depth, mut max_depth, mut digits, mut needs_parse) = (0usize, 0usize, 0usize, false);
-    for &b in text.as_bytes() {
+    for (i, &b) in bytes.iter().enumerate() {
         if in_string {
-            out.push(b);
             in_string = !closes_string(b, &mut escaped);
             digits = 0;
             continue;
         }
         match b {
-            b' ' | b'\t' | b'\n' | b'\r' => continue,
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                out.extend_from_slice(&bytes[run..i]);
+                run = i + 1;
+                continue;
+            }
             b'"' => in_string = true,
             b'{' | b'[' => {
                 depth += 1;
@@ -597,8 +604,8 @@ fn compact_json(text: &str) -> (Vec<u8>, bool) {
         }
         digits = if b.is_ascii_digit() || b == b'.' { digits + 1 } else { 0 };
         needs_parse |= digits > 300;
-        out.push(b);
     }
+    out.extend_from_slice(&bytes[run..]);
     (out, needs_parse || max_depth > 100)
 }
 
@@ -619,8 +626,8 @@ const BATCH_RECORDS: Field = Field { canonical: "records", spellings: ["records"
 
 /// The field's value and the path naming it (`records[3].partition-key`); `None` if absent.
 /// `parent` is the object it is looked up in.
-fn lookup<'o, V>(
-    object: &'o BTreeMap<String, V>,
+fn lookup<'o, K: Borrow<str> + Ord, V>(
+    object: &'o BTreeMap<K, V>,
     field: &Field,
     parent: Parent,
 ) -> Result<Option<(&'o V, FieldPath)>, ApiError> {
@@ -904,8 +911,16 @@ fn check_admin(config: &ApiConfig, verb: &str, stream: &str) -> Result<(), ApiEr
     ))
 }
 
+/// A JSON object built in place (`json!` copies every value it is given, a whole array included).
+fn object(fields: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
+    Value::Object(fields.into_iter().map(|(key, value)| (key.to_string(), value)).collect())
+}
+
 fn ack_json(ack: &PutAck) -> Value {
-    json!({"SequenceNumber": ack.sequence_number, "ShardId": ack.shard_id})
+    object([
+        ("SequenceNumber", Value::String(ack.sequence_number.clone())),
+        ("ShardId", Value::String(ack.shard_id.clone())),
+    ])
 }
 
 /// Kinesis' PutRecords answer: the failure count and one entry per record, in request order.
@@ -915,12 +930,13 @@ fn put_records_json(outcomes: &[PutOutcome]) -> Value {
         .iter()
         .map(|outcome| match outcome {
             PutOutcome::Ok(ack) => ack_json(ack),
-            PutOutcome::Failed { error_code, error_message } => {
-                json!({"ErrorCode": error_code, "ErrorMessage": error_message})
-            }
+            PutOutcome::Failed { error_code, error_message } => object([
+                ("ErrorCode", Value::String(error_code.clone())),
+                ("ErrorMessage", Value::String(error_message.clone())),
+            ]),
         })
         .collect();
-    json!({"FailedRecordCount": failed, "Records": records})
+    object([("FailedRecordCount", Value::from(failed)), ("Records", Value::Array(records))])
 }
 
 // ---------------------------------------------------------------------------------------------
