@@ -208,7 +208,7 @@ fn clean_raw(table: Table, raw: &RawRecord) -> Result<CleanRecord, Rejection> {
 /// A field of a raw record. Strings are borrowed from the record's bytes unless they hold
 /// escapes. No rule looks inside arrays and objects, so only their kind is kept.
 #[derive(Debug, Clone, PartialEq)]
-enum RawValue<'a> {
+enum FieldValue<'a> {
     Null,
     Bool(bool),
     Number(Number),
@@ -217,44 +217,44 @@ enum RawValue<'a> {
     Object,
 }
 
-static NULL: RawValue<'static> = RawValue::Null;
+static NULL: FieldValue<'static> = FieldValue::Null;
 
-impl RawValue<'_> {
+impl FieldValue<'_> {
     fn kind(&self) -> &'static str {
         match self {
-            RawValue::Null => "null",
-            RawValue::Bool(_) => "a boolean",
-            RawValue::Number(_) => "a number",
-            RawValue::Str(_) => "a string",
-            RawValue::Array => "an array",
-            RawValue::Object => "an object",
+            FieldValue::Null => "null",
+            FieldValue::Bool(_) => "a boolean",
+            FieldValue::Number(_) => "a number",
+            FieldValue::Str(_) => "a string",
+            FieldValue::Array => "an array",
+            FieldValue::Object => "an object",
         }
     }
 }
 
 /// As JSON text, the way a reason quotes a value.
-impl fmt::Display for RawValue<'_> {
+impl fmt::Display for FieldValue<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RawValue::Null => f.write_str("null"),
-            RawValue::Bool(b) => write!(f, "{b}"),
-            RawValue::Number(n) => write!(f, "{n}"),
-            RawValue::Str(s) => write!(f, "{}", Value::from(s.as_ref())),
-            RawValue::Array => f.write_str("[...]"),
-            RawValue::Object => f.write_str("{...}"),
+            FieldValue::Null => f.write_str("null"),
+            FieldValue::Bool(b) => write!(f, "{b}"),
+            FieldValue::Number(n) => write!(f, "{n}"),
+            FieldValue::Str(s) => write!(f, "{}", Value::from(s.as_ref())),
+            FieldValue::Array => f.write_str("[...]"),
+            FieldValue::Object => f.write_str("{...}"),
         }
     }
 }
 
-impl<'a> From<&'a Value> for RawValue<'a> {
+impl<'a> From<&'a Value> for FieldValue<'a> {
     fn from(value: &'a Value) -> Self {
         match value {
-            Value::Null => RawValue::Null,
-            Value::Bool(b) => RawValue::Bool(*b),
-            Value::Number(n) => RawValue::Number(n.clone()),
-            Value::String(s) => RawValue::Str(Cow::Borrowed(s)),
-            Value::Array(_) => RawValue::Array,
-            Value::Object(_) => RawValue::Object,
+            Value::Null => FieldValue::Null,
+            Value::Bool(b) => FieldValue::Bool(*b),
+            Value::Number(n) => FieldValue::Number(n.clone()),
+            Value::String(s) => FieldValue::Str(Cow::Borrowed(s)),
+            Value::Array(_) => FieldValue::Array,
+            Value::Object(_) => FieldValue::Object,
         }
     }
 }
@@ -262,16 +262,16 @@ impl<'a> From<&'a Value> for RawValue<'a> {
 /// The top-level fields of one raw record, in input order.
 #[derive(Debug, Default)]
 struct RawRecord<'a> {
-    fields: Vec<(Cow<'a, str>, RawValue<'a>)>,
+    fields: Vec<(Cow<'a, str>, FieldValue<'a>)>,
 }
 
 impl<'a> RawRecord<'a> {
     fn from_map(map: &'a Map<String, Value>) -> Self {
-        Self { fields: map.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), RawValue::from(v))).collect() }
+        Self { fields: map.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), FieldValue::from(v))).collect() }
     }
 
     /// The field's value; of a repeated key the last one counts, as when parsing into a map.
-    fn get(&self, name: &str) -> Option<&RawValue<'a>> {
+    fn get(&self, name: &str) -> Option<&FieldValue<'a>> {
         self.fields.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value)
     }
 }
@@ -287,45 +287,45 @@ enum TopLevel<'a> {
 struct AnyVisitor;
 
 impl<'de> Visitor<'de> for AnyVisitor {
-    type Value = RawValue<'de>;
+    type Value = FieldValue<'de>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(RawValue::Null)
+        Ok(FieldValue::Null)
     }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(RawValue::Bool(v))
+        Ok(FieldValue::Bool(v))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(RawValue::Number(v.into()))
+        Ok(FieldValue::Number(v.into()))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(RawValue::Number(v.into()))
+        Ok(FieldValue::Number(v.into()))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Number::from_f64(v).map_or(RawValue::Null, RawValue::Number))
+        Ok(Number::from_f64(v).map_or(FieldValue::Null, FieldValue::Number))
     }
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(RawValue::Str(Cow::Borrowed(v)))
+        Ok(FieldValue::Str(Cow::Borrowed(v)))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(RawValue::Str(Cow::Owned(v.to_owned())))
+        Ok(FieldValue::Str(Cow::Owned(v.to_owned())))
     }
     fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(RawValue::Str(Cow::Owned(v)))
+        Ok(FieldValue::Str(Cow::Owned(v)))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<Value>()?.is_some() {}
-        Ok(RawValue::Array)
+        Ok(FieldValue::Array)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         while map.next_entry::<String, Value>()?.is_some() {}
-        Ok(RawValue::Object)
+        Ok(FieldValue::Object)
     }
 }
 
-impl<'de> Deserialize<'de> for RawValue<'de> {
+impl<'de> Deserialize<'de> for FieldValue<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(AnyVisitor)
     }
@@ -341,7 +341,7 @@ impl<'de> Deserialize<'de> for TopLevel<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(16));
-                while let Some((Text(key), value)) = map.next_entry::<Text, RawValue>()? {
+                while let Some((Text(key), value)) = map.next_entry::<Text, FieldValue>()? {
                     fields.push((key, value));
                 }
                 Ok(TopLevel::Object(RawRecord { fields }))
@@ -378,7 +378,7 @@ impl Rule {
         let field = |name: &str| raw.get(name).unwrap_or(&NULL);
         match self {
             Rule::Key(names) => {
-                let Some(value) = names.iter().find_map(|n| raw.get(n).filter(|v| **v != RawValue::Null)) else {
+                let Some(value) = names.iter().find_map(|n| raw.get(n).filter(|v| **v != FieldValue::Null)) else {
                     return reject(format!("missing key field `{}`", names[0]));
                 };
                 match integer(value)? {
@@ -437,12 +437,12 @@ fn kind(value: &Value) -> &'static str {
 
 /// A string value with placeholders and blanks as null. Numbers and booleans become their
 /// text (the emulator serialises database rows loosely); arrays and objects are rejected.
-fn string<'v>(value: &'v RawValue, nulls: &[&str]) -> Result<Option<Cow<'v, str>>, Rejection> {
+fn string<'v>(value: &'v FieldValue, nulls: &[&str]) -> Result<Option<Cow<'v, str>>, Rejection> {
     let s = match value {
-        RawValue::Null => return Ok(None),
-        RawValue::Str(s) => Cow::Borrowed(s.as_ref()),
-        RawValue::Number(n) => Cow::Owned(n.to_string()),
-        RawValue::Bool(b) => Cow::Owned(b.to_string()),
+        FieldValue::Null => return Ok(None),
+        FieldValue::Str(s) => Cow::Borrowed(s.as_ref()),
+        FieldValue::Number(n) => Cow::Owned(n.to_string()),
+        FieldValue::Bool(b) => Cow::Owned(b.to_string()),
         other => return reject(format!("expected a string, found {}", other.kind())),
     };
     let trimmed = s.trim();
@@ -453,15 +453,15 @@ fn string<'v>(value: &'v RawValue, nulls: &[&str]) -> Result<Option<Cow<'v, str>
 }
 
 /// An integer given as a JSON number (integral) or a string of digits; blank is null.
-fn integer(value: &RawValue) -> Result<Option<i64>, Rejection> {
+fn integer(value: &FieldValue) -> Result<Option<i64>, Rejection> {
     match value {
-        RawValue::Null => Ok(None),
-        RawValue::Number(n) => match (n.as_i64(), n.as_f64()) {
+        FieldValue::Null => Ok(None),
+        FieldValue::Number(n) => match (n.as_i64(), n.as_f64()) {
             (Some(v), _) => Ok(Some(v)),
             (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
             _ => reject(format!("{n} is not an integer")),
         },
-        RawValue::Str(s) => {
+        FieldValue::Str(s) => {
             let t = s.trim();
             if t.is_empty() {
                 return Ok(None);
@@ -528,12 +528,12 @@ fn decimal_integer(t: &str) -> Option<i64> {
 }
 
 /// A finite float given as a JSON number or a numeric string; blank is null.
-fn float(value: &RawValue) -> Result<Option<f64>, Rejection> {
+fn float(value: &FieldValue) -> Result<Option<f64>, Rejection> {
     let f = match value {
-        RawValue::Null => return Ok(None),
-        RawValue::Number(n) => n.as_f64(),
-        RawValue::Str(s) if s.trim().is_empty() => return Ok(None),
-        RawValue::Str(s) => s.trim().parse::<f64>().ok(),
+        FieldValue::Null => return Ok(None),
+        FieldValue::Number(n) => n.as_f64(),
+        FieldValue::Str(s) if s.trim().is_empty() => return Ok(None),
+        FieldValue::Str(s) => s.trim().parse::<f64>().ok(),
         other => return reject(format!("expected a number, found {}", other.kind())),
     };
     match f {
@@ -543,8 +543,8 @@ fn float(value: &RawValue) -> Result<Option<f64>, Rejection> {
 }
 
 /// Follower counts as the source shows them: `92`, `211k`, `1M` (also `1.5k`, `12,345`).
-fn follower_count(value: &RawValue, nulls: &[&str]) -> Result<Option<i64>, Rejection> {
-    let RawValue::Str(s) = value else {
+fn follower_count(value: &FieldValue, nulls: &[&str]) -> Result<Option<i64>, Rejection> {
+    let FieldValue::Str(s) = value else {
         return match integer(value)? {
             Some(n) if n < 0 => reject(format!("cannot convert {value} to a follower count (a count is not negative)")),
             n => Ok(n),
@@ -592,10 +592,10 @@ fn save_path(s: Cow<str>) -> Option<String> {
 }
 
 /// Timestamps as `2020-08-28 03:52:47` or ISO 8601 (`T`, fraction, `Z` or offset); naive ones are UTC.
-fn timestamp(value: &RawValue) -> Result<Option<i64>, Rejection> {
+fn timestamp(value: &FieldValue) -> Result<Option<i64>, Rejection> {
     let s = match value {
-        RawValue::Null => return Ok(None),
-        RawValue::Str(s) => s.trim(),
+        FieldValue::Null => return Ok(None),
+        FieldValue::Str(s) => s.trim(),
         other => return reject(format!("expected a timestamp string, found {}", other.kind())),
     };
     if s.is_empty() {
