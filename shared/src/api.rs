@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::Table;
 use crate::config::ConfigError;
-use crate::json::{Text, closes_string};
+use crate::json::{Text, closes_string, visit_other_kinds};
 use crate::stream::{PutAck, PutEntry, PutOutcome, StreamError, StreamStore};
 
 /// API Gateway refuses bodies above 10 MB; so does pinpipe when it runs without one.
@@ -409,30 +409,6 @@ impl<'a> BodyField<'a> {
     }
 }
 
-/// The kind of a JSON value a visitor met, for the cases where it wanted another.
-macro_rules! visit_other_kinds {
-    ($out:ident) => {
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok($out::Other("null"))
-        }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($out::Other("a boolean"))
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($out::Other("a number"))
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($out::Other("a number"))
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($out::Other("a number"))
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($out::Other("a string"))
-        }
-    };
-}
-
 impl<'de> Deserialize<'de> for RecordItem<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ItemVisitor;
@@ -561,10 +537,6 @@ fn kind_of(value: &RawValue) -> &'static str {
     }
 }
 
-fn is_null(value: &RawValue) -> bool {
-    value.get().trim() == "null"
-}
-
 /// The value as a string, if it is one.
 fn as_string(value: &RawValue) -> Option<String> {
     serde_json::from_str::<String>(value.get()).ok()
@@ -684,7 +656,7 @@ impl std::fmt::Display for FieldPath {
 /// Refuses a body whose `StreamName` names another stream than the path.
 fn check_body_stream_name(name: Option<(&RawValue, FieldPath)>, stream: &str) -> Result<(), ApiError> {
     let Some((value, path)) = name else { return Ok(()) };
-    if is_null(value) {
+    if kind_of(value) == "null" {
         return Ok(());
     }
     match as_string(value) {

@@ -13,7 +13,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use crate::Table;
-use crate::json::Text;
+use crate::json::{Text, visit_other_kinds};
 
 /// The type of a clean column; maps onto Arrow/Delta types in `schema.rs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -347,24 +347,7 @@ impl<'de> Deserialize<'de> for TopLevel<'de> {
                 Ok(TopLevel::Object(RawRecord { fields }))
             }
             // Anything else: parsed as decode would, then named.
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(TopLevel::Other("null"))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(TopLevel::Other("a boolean"))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(TopLevel::Other("a number"))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(TopLevel::Other("a number"))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(TopLevel::Other(AnyVisitor.visit_f64::<E>(v)?.kind()))
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(TopLevel::Other("a string"))
-            }
+            visit_other_kinds!(TopLevel);
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
                 Ok(TopLevel::Other(AnyVisitor.visit_seq(seq)?.kind()))
             }

@@ -30,6 +30,32 @@ impl<'de> Deserialize<'de> for Text<'de> {
     }
 }
 
+/// Visitor methods that answer `$out::Other(kind)` for a JSON scalar: for visitors that want an
+/// object or an array and name whatever else they met. (serde_json yields only finite floats.)
+macro_rules! visit_other_kinds {
+    ($out:ident) => {
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok($out::Other("null"))
+        }
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($out::Other("a boolean"))
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($out::Other("a number"))
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($out::Other("a number"))
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($out::Other("a number"))
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($out::Other("a string"))
+        }
+    };
+}
+pub(crate) use visit_other_kinds;
+
 /// Feeds `b`, a byte inside a JSON string, to the string's escape state; true if `b` is the
 /// quote that closes the string.
 pub(crate) fn closes_string(b: u8, escaped: &mut bool) -> bool {
