@@ -6,9 +6,9 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use deltalake::DeltaTable;
 use pinpipe::Table;
 use pinpipe::clean::clean_bytes;
-use pinpipe::consumer::QUARANTINE_TABLE;
 use pinpipe::lake::{Lake, Marked, Position, SourceKey, append_exactly_once};
 use pinpipe::schema::{Origin, Quarantined, quarantine_batch, quarantine_schema, table_batch, table_schema};
+use pinpipe::table::QUARANTINE_TABLE;
 
 use crate::Error;
 

@@ -3,7 +3,7 @@
 //! per measurement on stdout; nothing here asserts on time.
 //!
 //! - `gen`: deterministic emulator posts as the `KinesisEvent` JSON Lambda would deliver.
-//! - `consume`: those events through `TableSink::handle_kinesis_event`, the stream consumer's
+//! - `consume`: those events through `kinesis_trigger::handle_kinesis_event`, the stream consumer's
 //!   own handler, into a Delta table on local disk or S3.
 //! - `floor`: the same events base64-decoded, parsed and written as one Parquet file each, with
 //!   the same schema, and nothing else.
@@ -30,11 +30,12 @@ use async_trait::async_trait;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use pinpipe::Table;
 use pinpipe::api::{ApiConfig, ApiRequest};
-use pinpipe::consumer::TableSink;
-use pinpipe::emulator::Emulator;
-use pinpipe::events::{KinesisDelivery, kinesis_event, sequence_number};
-use pinpipe::kinesis::KinesisStreamStore;
+use pinpipe::kinesis_trigger::handle_kinesis_event;
 use pinpipe::lake::{Lake, SourceKey, committed_position};
+use pinpipe::local::emulator::Emulator;
+use pinpipe::local::events::{KinesisDelivery, kinesis_event, sequence_number};
+use pinpipe::sink::TableSink;
+use pinpipe::stream::kinesis::KinesisStreamStore;
 use pinpipe::stream::{PutAck, PutEntry, PutOutcome, StreamError, StreamInfo, StreamStore};
 use serde_json::{Value, json};
 
@@ -212,7 +213,7 @@ async fn consume(args: &Args) -> Result<(), Error> {
             before::consume(table, sink.lake(), &mut handles, &event).await?;
             ms.push(started.elapsed().as_secs_f64() * 1e3);
         } else {
-            let response = sink.handle_kinesis_event(&event).await;
+            let response = handle_kinesis_event(&sink, &event).await;
             ms.push(started.elapsed().as_secs_f64() * 1e3);
             if !response.batch_item_failures.is_empty() {
                 return Err(format!("{file}: the batch failed: {response:?}").into());
@@ -324,7 +325,7 @@ impl<S: StreamStore> StreamStore for Timed<S> {
 /// `--embedded` uses pinpipe's in-memory streams instead (no network: for profiling the handler).
 async fn producer(args: &Args) -> Result<(), Error> {
     if args.get("embedded").is_some() {
-        return producer_on(args, pinpipe::embedded::EmbeddedStreams::new(4, 0)).await;
+        return producer_on(args, pinpipe::local::embedded::EmbeddedStreams::new(4, 0)).await;
     }
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     producer_on(args, KinesisStreamStore::from_sdk_config(&sdk)).await

@@ -14,7 +14,7 @@ pub struct Counts {
 }
 
 /// Cleans each non-blank line of `input`: clean records to `out` (one JSON object per line, keys
-/// in SPEC column order), rejections to `rejects` as `{"line": N, "reason": "..."}` with 1-based
+/// in column order, docs/records.md), rejections to `rejects` as `{"line": N, "reason": "..."}` with 1-based
 /// line numbers. Fails only when reading or writing fails.
 pub fn clean_lines(
     table: Table,

@@ -2,7 +2,7 @@
 //!
 //! The emulator's posts go through the producer's own request handling (`api::handle`, the code
 //! behind API Gateway) into an embedded stream service with shards; each table's consumer
-//! (`TableSink::handle_kinesis_event`, the code behind the Kinesis trigger) drains the shards in
+//! (`kinesis_trigger::handle_kinesis_event`, the code behind the Kinesis trigger) drains the shards in
 //! Lambda-sized batches into Delta tables under `--lake`. Every `--batch-every`th post takes the
 //! batch path instead: its records are written as a Kafka Connect S3 sink writes them (objects
 //! under `<lake>/_raw/topics/`) and landed by the batch ingest's own code (`BatchIngest`, the code
@@ -21,11 +21,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pinpipe::Table;
 use pinpipe::api::{ApiConfig, ApiRequest, handle};
 use pinpipe::batch::{BatchIngest, LocalObjects, ObjectRef};
-use pinpipe::consumer::{QUARANTINE_TABLE, TableSink};
-use pinpipe::embedded::EmbeddedStreams;
-use pinpipe::emulator::{Emulator, Post};
-use pinpipe::events::{KinesisDelivery, kinesis_event};
+use pinpipe::kinesis_trigger::handle_kinesis_event;
 use pinpipe::lake::Lake;
+use pinpipe::local::embedded::EmbeddedStreams;
+use pinpipe::local::emulator::{Emulator, Post};
+use pinpipe::local::events::{KinesisDelivery, kinesis_event};
+use pinpipe::sink::TableSink;
+use pinpipe::table::QUARANTINE_TABLE;
 use serde_json::{Value, json};
 
 use crate::emulate::write_connect_objects;
@@ -78,7 +80,7 @@ pub struct DemoReport {
     pub rows: BTreeMap<String, (u64, u64)>,
     pub quarantine_reasons: BTreeMap<String, u64>,
     pub elapsed: Duration,
-    /// The answers to SPEC §5 over the lake, as aligned tables (`pinpipe query`).
+    /// The answers to the analytics questions (docs/analytics.md) over the lake, as aligned tables (`pinpipe query`).
     pub analytics: Option<String>,
 }
 
@@ -216,7 +218,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoReport> {
                     })
                     .collect();
                 let event = kinesis_event("local", "000000000000", &stream, &deliveries);
-                let response = sink.handle_kinesis_event(&event).await;
+                let response = handle_kinesis_event(&sink, &event).await;
                 if !response.batch_item_failures.is_empty() {
                     bail!("the {table} consumer failed a batch on {shard_id}; see the log above");
                 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use pinpipe::Table;
-use pinpipe::emulator::{Emulator, Post};
+use pinpipe::local::emulator::{Emulator, Post};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -235,7 +235,7 @@ mod tests {
     use bytes::Bytes;
     use http_body_util::{BodyExt, Full};
     use pinpipe::api::{ApiConfig, ApiRequest, handle};
-    use pinpipe::embedded::EmbeddedStreams;
+    use pinpipe::local::embedded::EmbeddedStreams;
     use pinpipe::stream::StreamStore;
 
     use super::*;

@@ -33,7 +33,7 @@ enum Command {
         #[arg(long, value_parser = parse_table)]
         table: Table,
     },
-    /// Answer the analytics questions of SPEC §5 (or `--sql`) with SQL over the lake's Delta
+    /// Answer the analytics questions of docs/analytics.md (or `--sql`) with SQL over the lake's Delta
     /// tables: aligned tables, CSV or JSON, and SVG bar charts with `--chart DIR`.
     Query(query::QueryArgs),
 }

@@ -1,4 +1,4 @@
-//! `pinpipe query`: the analytics questions of SPEC §5 as SQL over the lake's Delta tables, with
+//! `pinpipe query`: the analytics questions of docs/analytics.md as SQL over the lake's Delta tables, with
 //! DataFusion (through deltalake's `datafusion` feature, which only this crate enables: the
 //! Lambda binaries carry no query engine).
 //!
@@ -35,15 +35,15 @@ use deltalake::datafusion::catalog::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::create_session;
 use pinpipe::Table;
-use pinpipe::consumer::QUARANTINE_TABLE;
 use pinpipe::lake::Lake;
 use pinpipe::schema::{quarantine_schema, table_schema};
+use pinpipe::table::QUARANTINE_TABLE;
 use serde_json::{Value, json};
 
-/// One analytics query: a question of SPEC §5 (question 3 has two parts, `3` and `3b`).
+/// One analytics query: a question of docs/analytics.md (question 3 has two parts, `3` and `3b`).
 #[derive(Debug, Clone, Copy)]
 pub struct Question {
-    /// The SPEC §5 question it answers, 1–8.
+    /// The question of docs/analytics.md it answers, 1–8.
     pub number: u8,
     /// `"1"` .. `"8"`, and `"3b"` for the second part of question 3.
     pub id: &'static str,
@@ -51,22 +51,26 @@ pub struct Question {
     pub sql: &'static str,
 }
 
-/// The views every question reads: the distinct rows of each table over its clean columns, and
-/// the age groups. Created in every session, so `--sql` can use them too.
-const VIEWS: &[(&str, &str)] = &[
-    (
-        "unique_pin",
-        "SELECT DISTINCT ind, unique_id, title, description, follower_count, poster_name, tag_list, \
-         is_image_or_video, image_src, save_location, category, downloaded FROM pin",
-    ),
-    ("unique_geo", r#"SELECT DISTINCT ind, country, coordinates, "timestamp" FROM geo"#),
-    ("unique_user", r#"SELECT DISTINCT ind, user_name, age, date_joined FROM "user""#),
-    (
-        "age_groups",
-        "SELECT column1 AS age_group, CAST(column2 AS BIGINT) AS min_age, CAST(column3 AS BIGINT) AS max_age \
-         FROM (VALUES ('18-24', 18, 24), ('25-35', 25, 35), ('36-50', 36, 50), ('+50', 51, NULL))",
-    ),
-];
+/// The age groups the questions bucket users into.
+const AGE_GROUPS_VIEW: &str = "SELECT column1 AS age_group, CAST(column2 AS BIGINT) AS min_age, \
+     CAST(column3 AS BIGINT) AS max_age \
+     FROM (VALUES ('18-24', 18, 24), ('25-35', 25, 35), ('36-50', 36, 50), ('+50', 51, NULL))";
+
+/// The views every question reads: `unique_<table>`, the distinct rows of each table over its
+/// clean columns (taken from the table's own column list, lineage left out), and `age_groups`.
+/// Created in every session, so `--sql` can use them too.
+fn views() -> Vec<(String, String)> {
+    let mut views: Vec<(String, String)> = Table::ALL
+        .iter()
+        .map(|table| {
+            // Quoted: `timestamp` and `user` are SQL keywords.
+            let columns: Vec<String> = table.columns().iter().map(|c| format!("\"{}\"", c.name)).collect();
+            (format!("unique_{table}"), format!("SELECT DISTINCT {} FROM \"{table}\"", columns.join(", ")))
+        })
+        .collect();
+    views.push(("age_groups".to_string(), AGE_GROUPS_VIEW.to_string()));
+    views
+}
 
 /// The questions, in order. Each SQL text stands alone over the views above.
 pub const QUESTIONS: &[Question] = &[
@@ -252,7 +256,7 @@ pub struct QueryArgs {
     /// the usual `AWS_*` variables, e.g. `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`).
     #[arg(long, default_value = "lake")]
     pub lake: String,
-    /// Only this question of SPEC §5 (1-8).
+    /// Only this question of docs/analytics.md (1-8).
     #[arg(long, short = 'q', value_parser = clap::value_parser!(u8).range(1..=8), conflicts_with = "sql")]
     pub question: Option<u8>,
     /// Run this SQL instead, over the tables `pin`, `geo`, `user` (and `quarantine` if there is
@@ -311,7 +315,7 @@ pub async fn session(lake: &Lake) -> anyhow::Result<SessionContext> {
             }
         }
     }
-    for (name, sql) in VIEWS {
+    for (name, sql) in views() {
         ctx.sql(&format!("CREATE VIEW {name} AS {sql}")).await?.collect().await?;
     }
     Ok(ctx)
@@ -326,7 +330,7 @@ pub async fn run_sql(ctx: &SessionContext, id: &str, title: &str, sql: &str) -> 
     Ok(Answer { id: id.to_string(), title: title.to_string(), schema, batches })
 }
 
-/// The answers to SPEC §5, all of them or those of one question.
+/// The answers to the analytics questions, all of them or those of one question.
 pub async fn answers(ctx: &SessionContext, question: Option<u8>) -> anyhow::Result<Vec<Answer>> {
     let mut answers = Vec::new();
     for q in QUESTIONS.iter().filter(|q| question.is_none_or(|n| n == q.number)) {
@@ -388,7 +392,7 @@ fn rows_as_json(answer: &Answer) -> anyhow::Result<Value> {
     Ok(serde_json::from_slice(&buf)?)
 }
 
-/// Every answer of SPEC §5 over the lake, rendered in `format` (for the demo's summary).
+/// Every answer to the analytics questions over the lake, rendered in `format` (for the demo's summary).
 pub async fn render_all(lake: &Lake, format: Format) -> anyhow::Result<String> {
     let ctx = session(lake).await?;
     let answers = answers(&ctx, None).await?;

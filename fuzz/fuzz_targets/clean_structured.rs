@@ -6,31 +6,19 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use pinpipe::Table;
 use std::fmt::Write;
 
-const KEYS: &[&str] = &[
-    "index",
-    "ind",
-    "unique_id",
-    "title",
-    "description",
-    "poster_name",
-    "follower_count",
-    "tag_list",
-    "is_image_or_video",
-    "image_src",
-    "downloaded",
-    "save_location",
-    "category",
-    "timestamp",
-    "latitude",
-    "longitude",
-    "country",
-    "first_name",
-    "last_name",
-    "age",
-    "date_joined",
-];
+/// Every raw field any table reads, from the tables' own rules.
+fn keys() -> &'static [&'static str] {
+    static KEYS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let mut keys: Vec<&'static str> = Table::ALL.iter().flat_map(|t| t.raw_fields()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    })
+}
 
 const PLACEHOLDERS: &[&str] = &[
     "",
@@ -180,7 +168,7 @@ enum Zone {
 
 fn key(k: &Key) -> String {
     match k {
-        Key::Known(i) => KEYS[usize::from(*i) % KEYS.len()].to_string(),
+        Key::Known(i) => keys()[usize::from(*i) % keys().len()].to_string(),
         Key::Raw(s) => s.clone(),
     }
 }

@@ -1,4 +1,4 @@
-//! Decoding and cleaning (SPEC §2), the same for the stream and the batch path.
+//! Decoding and cleaning (docs/cleaning.md), the same for the stream and the batch path.
 //!
 //! Each table is described once, as a list of [`Column`]s, each with the [`Rule`] that
 //! derives it from the raw JSON object. [`clean`] applies a table's rules in order; there is
@@ -41,10 +41,10 @@ pub enum Rule {
     SavePath(&'static str),
     /// `"2020-08-28 03:52:47"`, ISO 8601 with `T`, optional fraction and offset; UTC.
     Timestamp(&'static str),
-    /// `[latitude, longitude]` from two numeric fields.
-    Coordinates { latitude: &'static str, longitude: &'static str },
-    /// `first + " " + last`.
-    FullName { first: &'static str, last: &'static str },
+    /// `[latitude, longitude]` from two numeric fields, named in that order.
+    Coordinates(&'static [&'static str; 2]),
+    /// `first + " " + last` from two text fields, named in that order.
+    FullName(&'static [&'static str; 2]),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -76,32 +76,60 @@ const PIN: &[Column] = &[
     text("image_src", &["Image src error."]),
     col("save_location", Utf8, Rule::SavePath("save_location")),
     text("category", &[]),
-    // The original pipeline dropped `downloaded`; SPEC §2 allows keeping it after the others.
+    // The original pipeline dropped `downloaded`; pinpipe keeps it after the others (docs/records.md).
     col("downloaded", Int64, Rule::Int("downloaded")),
 ];
 
 const GEO: &[Column] = &[
     col("ind", Int64, Rule::Key(&["ind", "index"])),
     text("country", &[]),
-    col("coordinates", CoordinatesType, Rule::Coordinates { latitude: "latitude", longitude: "longitude" }),
+    col("coordinates", CoordinatesType, Rule::Coordinates(&["latitude", "longitude"])),
     col("timestamp", TimestampType, Rule::Timestamp("timestamp")),
 ];
 
 const USER: &[Column] = &[
     col("ind", Int64, Rule::Key(&["ind", "index"])),
-    col("user_name", Utf8, Rule::FullName { first: "first_name", last: "last_name" }),
+    col("user_name", Utf8, Rule::FullName(&["first_name", "last_name"])),
     col("age", Int64, Rule::Int("age")),
     col("date_joined", TimestampType, Rule::Timestamp("date_joined")),
 ];
 
+impl Rule {
+    /// The raw fields the rule reads, in the order it reads them.
+    pub fn fields(self) -> Vec<&'static str> {
+        match self {
+            Rule::Key(fields) => fields.to_vec(),
+            Rule::Int(field)
+            | Rule::Text { field, .. }
+            | Rule::FollowerCount { field, .. }
+            | Rule::SavePath(field)
+            | Rule::Timestamp(field) => vec![field],
+            Rule::Coordinates(fields) | Rule::FullName(fields) => fields.to_vec(),
+        }
+    }
+}
+
 impl Table {
-    /// The clean columns of the table, in SPEC §2 order.
+    /// The clean columns of the table, in the order of docs/records.md.
     pub fn columns(self) -> &'static [Column] {
         match self {
             Table::Pin => PIN,
             Table::Geo => GEO,
             Table::User => USER,
         }
+    }
+
+    /// The raw fields the table's rules read, each once, in column order: the one list the
+    /// property tests, the fuzzers and anything else that builds raw records take their keys
+    /// from.
+    pub fn raw_fields(self) -> Vec<&'static str> {
+        let mut fields: Vec<&'static str> = Vec::new();
+        for field in self.columns().iter().flat_map(|c| c.rule.fields()) {
+            if !fields.contains(&field) {
+                fields.push(field);
+            }
+        }
+        fields
     }
 }
 
@@ -378,7 +406,7 @@ impl Rule {
             }
             Rule::SavePath(name) => Ok(string(field(name), &[])?.and_then(save_path).map_or(Cell::Null, Cell::Str)),
             Rule::Timestamp(name) => Ok(timestamp(field(name))?.map_or(Cell::Null, Cell::Timestamp)),
-            Rule::Coordinates { latitude, longitude } => {
+            Rule::Coordinates([latitude, longitude]) => {
                 let lat = float(field(latitude)).map_err(|Rejection(r)| Rejection(format!("{latitude}: {r}")))?;
                 let lon = float(field(longitude)).map_err(|Rejection(r)| Rejection(format!("{longitude}: {r}")))?;
                 match (lat, lon) {
@@ -396,11 +424,9 @@ impl Rule {
                     (None, Some(_)) => reject(format!("{longitude} given without {latitude}")),
                 }
             }
-            Rule::FullName { first, last } => {
-                let parts: Vec<Cow<str>> = [first, last]
-                    .into_iter()
-                    .filter_map(|n| string(field(n), &[]).transpose())
-                    .collect::<Result<_, _>>()?;
+            Rule::FullName(names) => {
+                let parts: Vec<Cow<str>> =
+                    names.into_iter().filter_map(|n| string(field(n), &[]).transpose()).collect::<Result<_, _>>()?;
                 Ok(if parts.is_empty() { Cell::Null } else { Cell::Str(parts.join(" ")) })
             }
         }

@@ -45,8 +45,9 @@ use deltalake::kernel::{StructType, Transaction};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::future::try_join_all;
-use rand::Rng;
 use url::Url;
+
+use crate::backoff::Backoff;
 
 /// How many `txn` entries hold one position: 8 × 16 digits = 128, Kinesis' longest.
 pub const CHUNKS: usize = 8;
@@ -404,7 +405,7 @@ pub async fn append_exactly_once<T>(
             }
             Err(e) if is_conflict(&e) => {
                 tracing::warn!(table = %uri, attempt, error = %e, "commit conflict; reloading and retrying");
-                tokio::time::sleep(backoff(attempt)).await;
+                tokio::time::sleep(COMMIT_BACKOFF.delay(attempt)).await;
             }
             Err(e) => return Err(delta(e)),
         }
@@ -536,11 +537,9 @@ pub fn is_conflict(error: &DeltaTableError) -> bool {
     )
 }
 
-/// Exponential backoff with full jitter: up to 50 ms, 100 ms, ... capped at 2 s.
-pub fn backoff(attempt: u32) -> Duration {
-    let cap_ms = (50u64 << attempt.min(6)).min(2_000);
-    Duration::from_millis(rand::rng().random_range(0..=cap_ms))
-}
+/// The pause after conflicting commit attempt n: full jitter up to 100 ms, 200 ms, 400 ms, ...
+/// (100 ms · 2^(n-1)), capped at 2 s.
+pub const COMMIT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
 
 #[cfg(test)]
 mod tests {
@@ -575,8 +574,9 @@ mod tests {
 
     #[test]
     fn backoff_is_bounded() {
+        assert_eq!(COMMIT_BACKOFF.ceiling(1), Duration::from_millis(100));
         for attempt in 0..20 {
-            assert!(backoff(attempt) <= Duration::from_secs(2));
+            assert!(COMMIT_BACKOFF.delay(attempt) <= Duration::from_secs(2));
         }
     }
 

@@ -1,34 +1,65 @@
-//! pinpipe: the domain of the pipeline, shared by every Lambda function and the CLI.
+//! pinpipe's library: the domain of the pipeline, shared by every Lambda function and the CLI.
+//! The functions (`functions/*`) are thin: each reads its configuration, sets up logging and
+//! hands the runtime's events to one entry point here. Nothing in this crate but the triggers
+//! knows a Lambda event type.
 //!
-//! - [`table`]: the three tables and their stream, topic and lake names.
-//! - [`clean`]: decoding and the cleaning rules of each table, in one place.
-//! - [`stream`]: the stream port; [`kinesis`] its AWS adapter.
-//! - [`api`]: the producer's REST contract, independent of Lambda.
-//! - [`lake`]: the Delta Lake writer with exactly-once progress.
-//! - [`consumer`]: turns a Kinesis event batch into commits.
-//! - [`batch`]: Kafka Connect S3 sink objects into the same commits.
+//! # Map
+//!
+//! ```text
+//!  producer λ ──▶ api ──▶ stream (port) ──▶ stream::kinesis            (AWS)
+//!                                     └──▶ local::embedded            (in memory, demo/tests)
+//!
+//!  stream-consumer λ ──▶ kinesis_trigger ─┐
+//!                                         ├──▶ sink ──▶ clean ──▶ schema ──▶ lake (Delta, exactly once)
+//!  batch-ingest λ ───▶ batch ─────────────┘      (rows to the table, rejects to the quarantine)
+//!                      ├─ key      Kafka Connect object keys
+//!                      ├─ object   the object port: s3 and local adapters
+//!                      └─ reader   records out of a streamed object
+//!
+//!  maintenance λ ────▶ maintenance ──▶ lake
+//! ```
+//!
+//! - [`table`]: the three tables (and the quarantine), their stream, topic and lake names.
+//! - [`clean`]: decoding and the cleaning rules of each table, one rule list per table
+//!   (docs/cleaning.md); [`schema`] maps clean records onto Arrow/Delta.
+//! - [`api`]: the producer's REST contract (docs/rest-api.md), independent of Lambda:
+//!   routing, body validation, errors, retries of throttled puts.
+//! - [`stream`]: the stream port the producer writes through, and its Kinesis adapter.
+//! - [`sink`]: cleans a set of source records and commits them exactly once, rows to the
+//!   table and rejects to the quarantine, whatever their source.
+//! - [`kinesis_trigger`]: a Kinesis event batch through the sink (the stream consumer).
+//! - [`batch`]: Kafka Connect S3 sink objects through the same sink (docs/batch-files.md).
+//! - [`lake`]: the Delta Lake tables, and appends with exactly-once progress per source.
 //! - [`maintenance`]: compaction, checkpoints, log cleanup and vacuum.
+//! - [`config`], [`logging`], [`metrics`], [`backoff`]: what every function starts with,
+//!   reports through and waits by.
+//! - `local` (feature `local`): what runs on one machine only — the embedded stream service,
+//!   the post emulator, builders of Lambda events. No Lambda function turns it on.
+//!
+//! The features: `lake` (the Delta side: sink, triggers, batch, maintenance), `kinesis` (the
+//! AWS SDK adapter, for the producer), `local`.
 
+pub mod backoff;
 #[cfg(feature = "lake")]
 pub mod batch;
 pub mod clean;
 pub mod config;
-#[cfg(feature = "lake")]
-pub mod consumer;
-pub mod embedded;
-pub mod emulator;
-pub mod events;
 mod json;
 #[cfg(feature = "lake")]
+pub mod kinesis_trigger;
+#[cfg(feature = "lake")]
 pub mod lake;
+#[cfg(any(test, feature = "local"))]
+pub mod local;
+pub mod logging;
 #[cfg(feature = "lake")]
 pub mod maintenance;
 pub mod metrics;
 #[cfg(feature = "lake")]
 pub mod schema;
+#[cfg(feature = "lake")]
+pub mod sink;
 pub mod stream;
 pub mod table;
 pub use table::Table;
 pub mod api;
-#[cfg(feature = "kinesis")]
-pub mod kinesis;

@@ -25,6 +25,7 @@ use deltalake::{DeltaTable, DeltaTableError, Path};
 use object_store::ObjectStoreExt as _;
 
 use crate::lake::{Lake, LakeError};
+use crate::table::{QUARANTINE_TABLE, Table};
 
 /// How much work one maintenance run may do.
 #[derive(Debug, Clone)]
@@ -63,6 +64,43 @@ pub struct MaintenanceReport {
     pub logs_cleaned: usize,
     pub files_vacuumed: usize,
     pub duration_ms: u64,
+}
+
+/// What one run did to one table of the lake.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum TableMaintenance {
+    Maintained(MaintenanceReport),
+    /// The table has not been written yet.
+    Skipped {
+        table: String,
+        skipped: &'static str,
+    },
+    Failed {
+        table: String,
+        error: String,
+    },
+}
+
+/// Maintains every table of the lake: the three clean tables and the quarantine. One table's
+/// failure must not starve the others, so it is logged and reported, and the run goes on.
+pub async fn maintain_lake(lake: &Lake, policy: &MaintenancePolicy) -> Vec<TableMaintenance> {
+    let mut outcomes = Vec::new();
+    for name in Table::ALL.iter().map(|t| t.name()).chain([QUARANTINE_TABLE]) {
+        let outcome = match maintain(lake, name, policy).await {
+            Ok(Some(report)) => {
+                tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "table maintained");
+                TableMaintenance::Maintained(report)
+            }
+            Ok(None) => TableMaintenance::Skipped { table: name.to_string(), skipped: "no table yet" },
+            Err(error) => {
+                tracing::error!(table = name, %error, "maintenance failed");
+                TableMaintenance::Failed { table: name.to_string(), error: error.to_string() }
+            }
+        };
+        outcomes.push(outcome);
+    }
+    outcomes
 }
 
 /// Runs compaction, checkpoint, log cleanup and vacuum on the table `name`, if it exists.

@@ -43,6 +43,12 @@ pub fn emit(function: &str, table: &str, metrics: &[(&str, &str, f64)]) {
     );
 }
 
+/// Counts one failed batch of `function` for `table` (`BatchFailures`: the template's alarms
+/// watch it). The figures of a committed batch are emitted by `sink::TableTotals::emit`.
+pub fn emit_batch_failure(function: &str, table: &str) {
+    emit(function, table, &[("BatchFailures", "Count", 1.0)]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,7 +46,7 @@ fn arrow_type(ty: ColumnType) -> DataType {
     }
 }
 
-/// The schema of a clean table: its columns in SPEC order (the key `ind` not null), then lineage.
+/// The schema of a clean table: its columns in the order of docs/records.md (the key `ind` not null), then lineage.
 pub fn table_schema(table: Table) -> SchemaRef {
     let mut fields: Vec<Field> =
         table.columns().iter().enumerate().map(|(i, c)| Field::new(c.name, arrow_type(c.ty), i != 0)).collect();

@@ -1,4 +1,5 @@
-//! The three tables of pinpipe and the names they go by in Kinesis, Kafka and the lake.
+//! The three tables of pinpipe (and the quarantine table beside them) and the names they go by in
+//! Kinesis, Kafka and the lake.
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,6 +11,9 @@ pub enum Table {
     Geo,
     User,
 }
+
+/// The name of the table that holds every rejected record, of all three tables.
+pub const QUARANTINE_TABLE: &str = "quarantine";
 
 impl Table {
     pub const ALL: [Table; 3] = [Table::Pin, Table::Geo, Table::User];

@@ -114,7 +114,7 @@ pub fn geo_batch(
     first: u64,
     inds: impl IntoIterator<Item = i64>,
 ) -> aws_lambda_events::event::kinesis::KinesisEvent {
-    use pinpipe::events::{KinesisDelivery, kinesis_event, sequence_number};
+    use pinpipe::local::events::{KinesisDelivery, kinesis_event, sequence_number};
     let records: Vec<Vec<u8>> = inds.into_iter().map(geo_record).collect();
     let seqs: Vec<String> = (0..records.len() as u64).map(|i| sequence_number(first + i)).collect();
     let deliveries: Vec<KinesisDelivery> = records
@@ -128,11 +128,11 @@ pub fn geo_batch(
 /// Delivers `event` the way Lambda does: again and again until the function reports success;
 /// returns how many deliveries it took.
 pub async fn deliver_until_success(
-    sink: &pinpipe::consumer::TableSink,
+    sink: &pinpipe::sink::TableSink,
     event: &aws_lambda_events::event::kinesis::KinesisEvent,
 ) -> u32 {
     for attempt in 1..=40 {
-        if sink.handle_kinesis_event(event).await.batch_item_failures.is_empty() {
+        if pinpipe::kinesis_trigger::handle_kinesis_event(sink, event).await.batch_item_failures.is_empty() {
             return attempt;
         }
     }

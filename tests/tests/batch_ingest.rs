@@ -11,8 +11,9 @@ use object_store::RetryConfig;
 use object_store::aws::AmazonS3ConfigKey;
 use pinpipe::Table;
 use pinpipe::batch::{BatchIngest, BatchLimits, ObjectRef, S3Objects};
-use pinpipe::consumer::{QUARANTINE_TABLE, TableSink};
 use pinpipe::lake::Lake;
+use pinpipe::sink::TableSink;
+use pinpipe::table::QUARANTINE_TABLE;
 use pinpipe_tests::fault_proxy::{Fault, FaultPlan, FaultProxy};
 use pinpipe_tests::{
     deliver_until_success, endpoint, geo_batch, inds_once, lake_through, new_bucket, read_table, s3_client, str_column,

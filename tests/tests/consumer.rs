@@ -6,9 +6,11 @@ use std::collections::HashSet;
 use deltalake::arrow::array::{Array, BinaryArray, ListArray, TimestampMicrosecondArray};
 use deltalake::arrow::datatypes::{DataType, TimeUnit};
 use pinpipe::Table;
-use pinpipe::consumer::{QUARANTINE_TABLE, TableSink};
-use pinpipe::events::{KinesisDelivery, kinesis_event, sequence_number};
+use pinpipe::kinesis_trigger::{consume_kinesis, handle_kinesis_event};
 use pinpipe::lake::Lake;
+use pinpipe::local::events::{KinesisDelivery, kinesis_event, sequence_number};
+use pinpipe::sink::TableSink;
+use pinpipe::table::QUARANTINE_TABLE;
 use pinpipe_tests::{int_column, new_bucket, read_table, str_column, unique};
 use serde_json::json;
 
@@ -65,7 +67,7 @@ async fn a_kinesis_batch_lands_every_clean_pin_row_with_spec_types_on_s3() {
     let lake = s3_lake().await;
     let sink = TableSink::new(Table::Pin, lake.clone());
     let records: Vec<Vec<u8>> = (1..=5).map(pin_record).collect();
-    let response = sink.handle_kinesis_event(&event("streaming-t-pin", SHARD, 1, &records)).await;
+    let response = handle_kinesis_event(&sink, &event("streaming-t-pin", SHARD, 1, &records)).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
 
     let batch = read_table(&lake, "pin").await.expect("pin table exists");
@@ -113,7 +115,7 @@ async fn a_kinesis_batch_lands_every_clean_pin_row_with_spec_types_on_s3() {
 async fn geo_rows_have_float_list_coordinates_and_utc_microsecond_timestamps() {
     let lake = s3_lake().await;
     let sink = TableSink::new(Table::Geo, lake.clone());
-    let summary = sink.consume_kinesis(&event("streaming-t-geo", SHARD, 1, &[geo_record(7528)])).await.unwrap();
+    let summary = consume_kinesis(&sink, &event("streaming-t-geo", SHARD, 1, &[geo_record(7528)])).await.unwrap();
     assert_eq!(summary.rows.rows_written, 1);
 
     let batch = read_table(&lake, "geo").await.unwrap();
@@ -145,7 +147,7 @@ async fn poison_records_go_to_quarantine_without_failing_the_batch() {
             .to_string()
             .into_bytes(),
     ];
-    let response = sink.handle_kinesis_event(&event("streaming-t-user", SHARD, 100, &records)).await;
+    let response = handle_kinesis_event(&sink, &event("streaming-t-user", SHARD, 100, &records)).await;
     assert!(response.batch_item_failures.is_empty(), "a poison record must not fail the batch: {response:?}");
 
     let users = read_table(&lake, "user").await.unwrap();
@@ -185,7 +187,7 @@ async fn an_unreachable_lake_fails_the_batch_from_its_first_record() {
     let missing_bucket = unique("pinpipe-missing-");
     let sink = TableSink::new(Table::Geo, Lake::new(format!("s3://{missing_bucket}/lake")));
     let batch = event("streaming-t-geo", SHARD, 40, &[geo_record(1), geo_record(2)]);
-    let response = sink.handle_kinesis_event(&batch).await;
+    let response = handle_kinesis_event(&sink, &batch).await;
     let failures: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
     assert_eq!(failures, [Some(sequence_number(40))]);
 }
@@ -195,10 +197,10 @@ async fn a_batch_redelivered_after_its_commit_adds_nothing() {
     let (_dir, lake) = local_lake();
     let sink = TableSink::new(Table::Geo, lake.clone());
     let batch = event("streaming-t-geo", SHARD, 1, &(1..=4).map(geo_record).collect::<Vec<_>>());
-    let first = sink.consume_kinesis(&batch).await.unwrap();
+    let first = consume_kinesis(&sink, &batch).await.unwrap();
     assert_eq!(first.rows.rows_written, 4);
     // A new process (a fresh Lambda instance) gets the same batch again.
-    let again = TableSink::new(Table::Geo, lake.clone()).consume_kinesis(&batch).await.unwrap();
+    let again = consume_kinesis(&TableSink::new(Table::Geo, lake.clone()), &batch).await.unwrap();
     assert_eq!((again.rows.rows_written, again.rows.rows_skipped, again.rows.version), (0, 4, None));
     assert_eq!(read_table(&lake, "geo").await.unwrap().num_rows(), 4);
 }
@@ -209,10 +211,10 @@ async fn two_consumers_of_different_shards_committing_at_once_both_land() {
     let a = TableSink::new(Table::Geo, lake.clone());
     let b = TableSink::new(Table::Geo, lake.clone());
     // Create the table first, as the first batch on any shard would.
-    a.consume_kinesis(&event("streaming-t-geo", "shardId-000000000009", 1, &[geo_record(0)])).await.unwrap();
+    consume_kinesis(&a, &event("streaming-t-geo", "shardId-000000000009", 1, &[geo_record(0)])).await.unwrap();
     let left = event("streaming-t-geo", "shardId-000000000000", 1, &(1..=20).map(geo_record).collect::<Vec<_>>());
     let right = event("streaming-t-geo", "shardId-000000000001", 1, &(21..=40).map(geo_record).collect::<Vec<_>>());
-    let (l, r) = tokio::join!(a.consume_kinesis(&left), b.consume_kinesis(&right));
+    let (l, r) = tokio::join!(consume_kinesis(&a, &left), consume_kinesis(&b, &right));
     assert_eq!(l.unwrap().rows.rows_written, 20);
     assert_eq!(r.unwrap().rows.rows_written, 20);
     let mut inds: Vec<i64> =

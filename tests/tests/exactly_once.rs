@@ -4,8 +4,9 @@
 use std::sync::atomic::Ordering;
 
 use pinpipe::Table;
-use pinpipe::consumer::TableSink;
+use pinpipe::kinesis_trigger::consume_kinesis;
 use pinpipe::lake::Lake;
+use pinpipe::sink::TableSink;
 use pinpipe_tests::fault_proxy::{Fault, FaultPlan, FaultProxy};
 use pinpipe_tests::{deliver_until_success, endpoint, geo_batch, inds_once, lake_through, new_bucket};
 
@@ -13,9 +14,9 @@ use pinpipe_tests::{deliver_until_success, endpoint, geo_batch, inds_once, lake_
 async fn a_batch_redelivered_after_a_crash_past_its_commit_adds_nothing_on_s3() {
     let lake = Lake::new(format!("s3://{}/lake", new_bucket().await));
     let event = geo_batch("shardId-000000000000", 1, 1..=10);
-    TableSink::new(Table::Geo, lake.clone()).consume_kinesis(&event).await.unwrap();
+    consume_kinesis(&TableSink::new(Table::Geo, lake.clone()), &event).await.unwrap();
     // The function "crashed" before returning; a new instance gets the same batch.
-    let retry = TableSink::new(Table::Geo, lake.clone()).consume_kinesis(&event).await.unwrap();
+    let retry = consume_kinesis(&TableSink::new(Table::Geo, lake.clone()), &event).await.unwrap();
     assert_eq!((retry.rows.rows_written, retry.rows.rows_skipped), (0, 10));
     assert_eq!(inds_once(&lake, "geo").await, (1..=10).collect::<Vec<_>>());
 }
@@ -24,10 +25,10 @@ async fn a_batch_redelivered_after_a_crash_past_its_commit_adds_nothing_on_s3() 
 async fn a_redelivery_from_a_mid_batch_sequence_number_lands_the_rest_once() {
     let lake = Lake::new(format!("s3://{}/lake", new_bucket().await));
     let sink = TableSink::new(Table::Geo, lake.clone());
-    sink.consume_kinesis(&geo_batch("shardId-000000000000", 1, 1..=10)).await.unwrap();
+    consume_kinesis(&sink, &geo_batch("shardId-000000000000", 1, 1..=10)).await.unwrap();
     // Lambda retries from record 6 (a partial batch response or a bisected half) and carries on
     // with new records 11..=15 in the same batch.
-    let retry = sink.consume_kinesis(&geo_batch("shardId-000000000000", 6, 6..=15)).await.unwrap();
+    let retry = consume_kinesis(&sink, &geo_batch("shardId-000000000000", 6, 6..=15)).await.unwrap();
     assert_eq!((retry.rows.rows_written, retry.rows.rows_skipped), (5, 5));
     assert_eq!(inds_once(&lake, "geo").await, (1..=15).collect::<Vec<_>>());
 }
@@ -37,10 +38,12 @@ async fn the_same_records_delivered_to_two_invocations_at_once_land_once() {
     let bucket = new_bucket().await;
     let proxy = FaultProxy::start(&endpoint(), FaultPlan::none(), 1).await;
     let lake = lake_through(&bucket, &proxy);
-    TableSink::new(Table::Geo, lake.clone()).consume_kinesis(&geo_batch("shardId-000000000000", 1, [0])).await.unwrap();
+    consume_kinesis(&TableSink::new(Table::Geo, lake.clone()), &geo_batch("shardId-000000000000", 1, [0]))
+        .await
+        .unwrap();
     let (a, b) = (TableSink::new(Table::Geo, lake.clone()), TableSink::new(Table::Geo, lake.clone()));
     let event = geo_batch("shardId-000000000000", 2, 1..=20);
-    let (ra, rb) = tokio::join!(a.consume_kinesis(&event), b.consume_kinesis(&event));
+    let (ra, rb) = tokio::join!(consume_kinesis(&a, &event), consume_kinesis(&b, &event));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!(ra.rows.rows_written + rb.rows.rows_written, 20, "{ra:?} {rb:?}");
     assert_eq!(inds_once(&lake, "geo").await, (0..=20).collect::<Vec<_>>());
@@ -115,7 +118,7 @@ async fn a_commit_whose_answer_is_lost_is_not_applied_twice() {
     let proxy = FaultProxy::start(&endpoint(), FaultPlan::none(), 7).await;
     let lake = lake_through(&bucket, &proxy);
     let sink = TableSink::new(Table::Geo, lake.clone());
-    sink.consume_kinesis(&geo_batch("shardId-000000000000", 1, 1..=5)).await.unwrap();
+    consume_kinesis(&sink, &geo_batch("shardId-000000000000", 1, 1..=5)).await.unwrap();
     // From now on every commit lands in S3 but its answer never reaches pinpipe.
     proxy.set_plan(FaultPlan { probability: 1.0, faults: vec![Fault::DropAfterForwarding], matches: delta_log_put });
     let event = geo_batch("shardId-000000000000", 6, 6..=15);

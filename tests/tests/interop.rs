@@ -4,9 +4,10 @@
 //! goes to a temporary directory and only the Rust side is checked.
 
 use pinpipe::Table;
-use pinpipe::consumer::TableSink;
-use pinpipe::events::{KinesisDelivery, kinesis_event, sequence_number};
+use pinpipe::kinesis_trigger::consume_kinesis;
 use pinpipe::lake::Lake;
+use pinpipe::local::events::{KinesisDelivery, kinesis_event, sequence_number};
+use pinpipe::sink::TableSink;
 use pinpipe_tests::read_table;
 use serde_json::json;
 
@@ -48,7 +49,7 @@ async fn writes_a_lake_that_other_engines_can_read() {
                 })
                 .collect();
             let stream = table.stream_name("interop");
-            sink.consume_kinesis(&kinesis_event("us-east-1", "123456789012", &stream, &deliveries)).await.unwrap();
+            consume_kinesis(&sink, &kinesis_event("us-east-1", "123456789012", &stream, &deliveries)).await.unwrap();
         }
         assert_eq!(read_table(&lake, table.name()).await.unwrap().num_rows(), 25);
         expected.insert(table.name().to_string(), json!(25));

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use pinpipe::Table;
-use pinpipe::consumer::TableSink;
-use pinpipe::events::{KinesisDelivery, kinesis_event, sequence_number};
+use pinpipe::kinesis_trigger::consume_kinesis;
 use pinpipe::lake::Lake;
+use pinpipe::local::events::{KinesisDelivery, kinesis_event, sequence_number};
 use pinpipe::maintenance::{MaintenancePolicy, maintain};
+use pinpipe::sink::TableSink;
 use pinpipe_tests::fault_proxy::{FaultPlan, FaultProxy};
 use pinpipe_tests::{endpoint, int_column, new_bucket, read_table, s3_client};
 use serde_json::json;
@@ -59,12 +60,12 @@ async fn maintenance_running_beside_a_committing_consumer_compacts_without_losin
     );
     let sink = TableSink::new(Table::User, lake.clone());
     for i in 0..30 {
-        sink.consume_kinesis(&user_batch(i * 5, 5)).await.unwrap();
+        consume_kinesis(&sink, &user_batch(i * 5, 5)).await.unwrap();
     }
     // Maintenance runs while the consumer commits 20 more batches.
     let writer = async {
         for i in 30..50 {
-            sink.consume_kinesis(&user_batch(i * 5, 5)).await.unwrap();
+            consume_kinesis(&sink, &user_batch(i * 5, 5)).await.unwrap();
         }
     };
     let policy = small_tables();
@@ -88,7 +89,7 @@ async fn maintenance_running_beside_a_committing_consumer_compacts_without_losin
     assert_eq!(parquet, 1, "only the compacted file is left in S3: {keys:?} {report:?}");
 
     // Progress survives compaction and checkpoints: a redelivered batch still adds nothing.
-    let again = TableSink::new(Table::User, lake.clone()).consume_kinesis(&user_batch(0, 5)).await.unwrap();
+    let again = consume_kinesis(&TableSink::new(Table::User, lake.clone()), &user_batch(0, 5)).await.unwrap();
     assert_eq!(again.rows.rows_written, 0);
 }
 
@@ -101,7 +102,7 @@ async fn many_small_commits_shrink_to_one_file_and_a_checkpoint_on_local_disk() 
     let sink = TableSink::new(Table::User, lake.clone());
     let started = Instant::now();
     for i in 0..commits {
-        sink.consume_kinesis(&user_batch(i * 2, 2)).await.unwrap();
+        consume_kinesis(&sink, &user_batch(i * 2, 2)).await.unwrap();
     }
     let committing = started.elapsed();
     let opened = Instant::now();

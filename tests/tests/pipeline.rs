@@ -7,10 +7,12 @@ use std::time::Duration;
 use http::Method;
 use pinpipe::Table;
 use pinpipe::api::{ApiConfig, ApiRequest, handle};
-use pinpipe::consumer::{QUARANTINE_TABLE, TableSink};
-use pinpipe::events::{KinesisDelivery, kinesis_event};
-use pinpipe::kinesis::KinesisStreamStore;
+use pinpipe::kinesis_trigger::handle_kinesis_event;
 use pinpipe::lake::Lake;
+use pinpipe::local::events::{KinesisDelivery, kinesis_event};
+use pinpipe::sink::TableSink;
+use pinpipe::stream::kinesis::KinesisStreamStore;
+use pinpipe::table::QUARANTINE_TABLE;
 use pinpipe_tests::{int_column, kinesis_client, new_bucket, read_table, str_column, unique};
 use serde_json::{Value, json};
 
@@ -135,7 +137,7 @@ async fn the_seeds_requests_flow_from_the_producer_through_kinesis_into_delta_on
                 .map(|r| KinesisDelivery { shard_id: &r.0, sequence_number: &r.1, partition_key: &r.2, data: &r.3 })
                 .collect();
             let response =
-                sink.handle_kinesis_event(&kinesis_event("us-east-1", "123456789012", &stream, &deliveries)).await;
+                handle_kinesis_event(&sink, &kinesis_event("us-east-1", "123456789012", &stream, &deliveries)).await;
             assert!(response.batch_item_failures.is_empty(), "{response:?}");
         }
         let rows = read_table(&lake, table.name()).await.expect("table written");

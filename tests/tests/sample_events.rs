@@ -16,11 +16,13 @@ use http::StatusCode;
 use pinpipe::Table;
 use pinpipe::api::{self, ApiConfig, ApiRequest, ApiResponse};
 use pinpipe::batch::{BatchIngest, LocalObjects};
-use pinpipe::consumer::{QUARANTINE_TABLE, TableSink};
-use pinpipe::embedded::EmbeddedStreams;
+use pinpipe::kinesis_trigger::{consume_kinesis, handle_kinesis_event};
 use pinpipe::lake::Lake;
+use pinpipe::local::embedded::EmbeddedStreams;
 use pinpipe::maintenance::{MaintenancePolicy, maintain};
+use pinpipe::sink::TableSink;
 use pinpipe::stream::StreamStore;
+use pinpipe::table::QUARANTINE_TABLE;
 use pinpipe_tests::str_column;
 use serde_json::{Value, json};
 
@@ -93,12 +95,12 @@ async fn kinesis_samples_land_three_rows_and_quarantine_the_poison_record() {
 
         let sink = TableSink::new(table, lake.clone());
         // What the Lambda answers: no failed records, a poison record does not fail the batch.
-        let response = sink.handle_kinesis_event(&event).await;
+        let response = handle_kinesis_event(&sink, &event).await;
         assert!(response.batch_item_failures.is_empty(), "{name}: {:?}", response.batch_item_failures);
         assert_eq!(lake.count_rows(table.name()).await.unwrap(), Some(3), "{name}: clean rows");
 
         // Lambda delivers at least once: the same batch again adds nothing.
-        let again = sink.consume_kinesis(&event).await.unwrap();
+        let again = consume_kinesis(&sink, &event).await.unwrap();
         assert_eq!((again.records_in, again.rows.rows_written, again.quarantined.rows_written), (4, 0, 0), "{name}");
         assert_eq!(again.rows.rows_skipped, 3, "{name}: redelivered rows are skipped");
     }
@@ -224,7 +226,7 @@ async fn scheduled_sample_runs_maintenance_over_every_table() {
     let lake = Lake::new(dir.path().to_str().unwrap());
     for (name, table) in KINESIS_EVENTS {
         let event: KinesisEvent = load!(name);
-        TableSink::new(table, lake.clone()).consume_kinesis(&event).await.unwrap();
+        consume_kinesis(&TableSink::new(table, lake.clone()), &event).await.unwrap();
     }
 
     // What the maintenance Lambda does on every scheduled event: each table in turn.

@@ -5,29 +5,25 @@
 //! Configuration: `PINPIPE_PREFIX` (topics `<prefix>.pin|geo|user`), `PINPIPE_LAKE_URI`
 //! (`s3://bucket/prefix` or a local directory); optional `PINPIPE_BATCH_MAX_RECORDS` (records
 //! per commit, 10000) and, for local runs only, `PINPIPE_LOCAL_OBJECTS_DIR` (read object keys
-//! from this folder instead of S3).
+//! from this folder instead of S3); see `pinpipe::config::BatchIngestConfig`.
 
 use std::sync::Arc;
 
 use aws_lambda_events::event::s3::S3Event;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use pinpipe::batch::{BatchIngest, BatchLimits, LocalObjects, ObjectSource, S3Objects};
-use pinpipe::config;
-use pinpipe::lake::Lake;
+use pinpipe::batch::{BatchIngest, LocalObjects, ObjectSource, S3Objects};
+use pinpipe::config::{BatchIngestConfig, Env};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    let prefix = config::required("PINPIPE_PREFIX")?;
-    let lake = Lake::new(config::required("PINPIPE_LAKE_URI")?);
-    let defaults = BatchLimits::default();
-    let limits = BatchLimits { records: config::optional("PINPIPE_BATCH_MAX_RECORDS", defaults.records)?, ..defaults };
-    let source: Arc<dyn ObjectSource> = match std::env::var("PINPIPE_LOCAL_OBJECTS_DIR") {
-        Ok(dir) if !dir.is_empty() => Arc::new(LocalObjects::new(dir)),
-        _ => Arc::new(S3Objects::from_env()),
+    pinpipe::logging::init();
+    let config = BatchIngestConfig::from_env(&Env::process())?;
+    let source: Arc<dyn ObjectSource> = match config.local_objects_dir {
+        Some(dir) => Arc::new(LocalObjects::new(dir)),
+        None => Arc::new(S3Objects::from_env()),
     };
-    let ingest = BatchIngest::new(prefix, lake, source).with_limits(limits);
+    let ingest = BatchIngest::new(config.prefix, config.lake, source).with_limits(config.limits);
     let ingest = &ingest;
     run(service_fn(move |event: LambdaEvent<S3Event>| async move {
         let summary = ingest.handle_s3_event(&event.payload).await?;

@@ -2,24 +2,19 @@
 //! (`pinpipe::api`) and writes to this deployment's streams.
 //!
 //! Environment: `PINPIPE_PREFIX` (required), `PINPIPE_STREAM_ADMIN` (`true|false`, default
-//! false), `PINPIPE_PUT_RETRY_BUDGET_MS` (default 3000), `RUST_LOG` (default `info`).
+//! false), `PINPIPE_PUT_RETRY_BUDGET_MS` (default 3000); logging as `pinpipe::logging` says.
 
 use std::sync::Arc;
 
 use lambda_http::{Body, Error, Request, Response, service_fn};
 use pinpipe::api::{self, ApiConfig, ApiRequest};
-use pinpipe::kinesis::KinesisStreamStore;
-use tracing_subscriber::EnvFilter;
+use pinpipe::stream::kinesis::KinesisStreamStore;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_current_span(false)
-        .init();
+    pinpipe::logging::init();
 
-    let config = ApiConfig::from_env()?;
+    let config = ApiConfig::from_env(&pinpipe::config::Env::process())?;
     let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let store = KinesisStreamStore::from_sdk_config(&sdk_config);
     tracing::info!(

@@ -1,8 +1,12 @@
-//! The stream port: what the producer needs of a stream service. The Kinesis adapter
-//! (`kinesis.rs`) implements it against AWS; an embedded adapter can implement it for local runs.
+//! The stream port: what the producer needs of a stream service, and its adapters —
+//! [`kinesis`] against AWS (the producer's), and the in-memory
+//! `crate::local::embedded::EmbeddedStreams` for local runs (the demo's and the tests').
 
 use async_trait::async_trait;
 use serde::Serialize;
+
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
 
 /// One record to put: its payload bytes and the partition key that picks the shard.
 #[derive(Debug, Clone, PartialEq, Eq)]

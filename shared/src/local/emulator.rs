@@ -1,5 +1,5 @@
-//! A generator of realistic posts: the three related records of SPEC §1 per post, with the same
-//! dirt as the real data in realistic proportions (every placeholder of SPEC §2, `k`/`M` follower
+//! A generator of realistic posts: the three related records of docs/records.md per post, with the same
+//! dirt as the real data in realistic proportions (every placeholder of docs/cleaning.md, `k`/`M` follower
 //! counts, both timestamp formats, numbers sent as strings, and a few records no cleaning can
 //! save). Deterministic for a seed.
 

@@ -1,25 +1,22 @@
-//! The stream consumer: one Kinesis event batch in, one commit per Delta table out.
+//! The sink: a set of raw records of one table in, one exactly-once commit per Delta table out,
+//! whatever the source (a Kinesis batch in [`crate::kinesis_trigger`], the records of Kafka
+//! Connect objects in [`crate::batch`]).
 //!
-//! Every record is decoded and cleaned; clean rows go to the table, rejected records to the
-//! quarantine table with their raw bytes, origin and reason. A poison record never fails the
-//! batch. Only an infrastructure failure (the lake unreachable, commits still conflicting after
-//! bounded retries) fails it, and then as a partial batch response from the first record, so
-//! Lambda retries the batch; the exactly-once appends of [`crate::lake`] make that retry safe.
+//! Every record is cleaned; clean rows go to the table, rejected records to the quarantine table
+//! with their raw bytes, origin and reason. A poison record never fails the batch. Only an
+//! infrastructure failure (the lake unreachable, commits still conflicting after bounded retries)
+//! fails it, and the trigger then has the batch delivered again; the exactly-once appends of
+//! [`crate::lake`] make that retry safe.
 
-use std::time::Instant;
+use std::time::Duration;
 
-use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
-use aws_lambda_events::event::streams::KinesisEventResponse;
 use deltalake::DeltaTable;
 use tokio::sync::Mutex;
 
-use crate::Table;
 use crate::clean::{CleanRecord, Rejection, clean_bytes};
 use crate::lake::{AppendOutcome, Lake, LakeError, Marked, Position, SourceKey, append_exactly_once};
 use crate::schema::{Origin, Quarantined, quarantine_batch, quarantine_schema, table_batch, table_schema};
-
-/// The name of the table that holds every rejected record, of all three tables.
-pub const QUARANTINE_TABLE: &str = "quarantine";
+use crate::table::{QUARANTINE_TABLE, Table};
 
 /// What one batch did, for logs and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,18 +26,63 @@ pub struct BatchSummary {
     pub quarantined: AppendOutcome,
 }
 
+/// What one table received from one or more batches: the figures both paths log and emit as
+/// metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableTotals {
+    pub records_in: usize,
+    pub rows_written: usize,
+    /// Records an earlier delivery had already landed.
+    pub duplicates_skipped: usize,
+    pub quarantined: usize,
+    pub commits: usize,
+}
+
+impl TableTotals {
+    pub fn add(&mut self, batch: &BatchSummary) {
+        self.records_in += batch.records_in;
+        self.rows_written += batch.rows.rows_written;
+        self.duplicates_skipped += batch.rows.rows_skipped + batch.quarantined.rows_skipped;
+        self.quarantined += batch.quarantined.rows_written;
+        self.commits += usize::from(batch.rows.version.is_some()) + usize::from(batch.quarantined.version.is_some());
+    }
+
+    /// Emits the per-batch metrics of `function` (`stream-consumer`, `batch-ingest`) for
+    /// `table`, the one mapping of a batch to metric names. The names are referenced by the
+    /// template's alarms and dashboard: keep them.
+    pub fn emit(&self, function: &str, table: &str, duration: Duration) {
+        crate::metrics::emit(
+            function,
+            table,
+            &[
+                ("RecordsIn", "Count", self.records_in as f64),
+                ("RowsWritten", "Count", self.rows_written as f64),
+                ("DuplicatesSkipped", "Count", self.duplicates_skipped as f64),
+                ("Quarantined", "Count", self.quarantined as f64),
+                ("BatchDuration", "Milliseconds", duration.as_secs_f64() * 1e3),
+            ],
+        );
+    }
+}
+
+impl From<&BatchSummary> for TableTotals {
+    fn from(batch: &BatchSummary) -> Self {
+        let mut totals = TableTotals::default();
+        totals.add(batch);
+        totals
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
-pub enum ConsumeError {
+pub enum SinkError {
     // Boxed: a LakeError is large, and every record's Result would pay for it.
     #[error(transparent)]
     Lake(Box<LakeError>),
-    #[error("record {event_id:?} has no usable shard or sequence number: {detail}")]
-    BadEvent { event_id: String, detail: String },
 }
 
-impl From<LakeError> for ConsumeError {
+impl From<LakeError> for SinkError {
     fn from(error: LakeError) -> Self {
-        ConsumeError::Lake(Box::new(error))
+        SinkError::Lake(Box::new(error))
     }
 }
 
@@ -79,63 +121,9 @@ impl TableSink {
         &self.lake
     }
 
-    /// Handles a Kinesis event as the Lambda runtime delivers it, answering with the partial
-    /// batch response Lambda expects (`ReportBatchItemFailures`).
-    pub async fn handle_kinesis_event(&self, event: &KinesisEvent) -> KinesisEventResponse {
-        let started = Instant::now();
-        let mut response = KinesisEventResponse::default();
-        match self.consume_kinesis(event).await {
-            Ok(summary) => {
-                crate::metrics::emit(
-                    "stream-consumer",
-                    self.table.name(),
-                    &[
-                        ("RecordsIn", "Count", summary.records_in as f64),
-                        ("RowsWritten", "Count", summary.rows.rows_written as f64),
-                        (
-                            "DuplicatesSkipped",
-                            "Count",
-                            (summary.rows.rows_skipped + summary.quarantined.rows_skipped) as f64,
-                        ),
-                        ("Quarantined", "Count", summary.quarantined.rows_written as f64),
-                        ("BatchDuration", "Milliseconds", started.elapsed().as_secs_f64() * 1e3),
-                    ],
-                );
-                tracing::info!(
-                    table = %self.table,
-                    records_in = summary.records_in,
-                    rows_written = summary.rows.rows_written,
-                    rows_skipped = summary.rows.rows_skipped,
-                    quarantined = summary.quarantined.rows_written,
-                    commit_version = summary.rows.version,
-                    quarantine_version = summary.quarantined.version,
-                    duration_ms = started.elapsed().as_millis() as u64,
-                    "batch committed"
-                )
-            }
-            Err(error) => {
-                // Nothing after the first record is known to be durable in both tables, so retry
-                // from there; already-committed rows are skipped on the retry.
-                let first = event.records.iter().map(|r| r.kinesis.sequence_number.as_str()).next();
-                tracing::error!(table = %self.table, records_in = event.records.len(), %error, retry_from = ?first, "batch failed; asking Lambda to retry it");
-                if let Some(first) = first {
-                    response.add_failure(first);
-                }
-                crate::metrics::emit("stream-consumer", self.table.name(), &[("BatchFailures", "Count", 1.0)]);
-            }
-        }
-        response
-    }
-
-    /// Cleans and commits one Kinesis batch, exactly once per record.
-    pub async fn consume_kinesis(&self, event: &KinesisEvent) -> Result<BatchSummary, ConsumeError> {
-        let incoming = event.records.iter().map(incoming).collect::<Result<Vec<_>, _>>()?;
-        self.consume(incoming).await
-    }
-
     /// Cleans `incoming` and commits it: clean rows to the table, rejects to quarantine, one
     /// commit each, skipping whatever an earlier delivery already committed.
-    pub async fn consume(&self, incoming: Vec<SourceRecord<'_>>) -> Result<BatchSummary, ConsumeError> {
+    pub async fn consume(&self, incoming: Vec<SourceRecord<'_>>) -> Result<BatchSummary, SinkError> {
         let records_in = incoming.len();
         let mut rows: Vec<Marked<(CleanRecord, Origin)>> = Vec::with_capacity(records_in);
         let mut rejected: Vec<Marked<Quarantined>> = Vec::new();
@@ -215,31 +203,4 @@ impl TableSink {
         }
         Ok(guard)
     }
-}
-
-/// Reads the shard, sequence number and origin of a Kinesis event record.
-fn incoming(record: &KinesisEventRecord) -> Result<SourceRecord<'_>, ConsumeError> {
-    let event_id = record.event_id.clone().unwrap_or_default();
-    let bad = |detail: &str| ConsumeError::BadEvent { event_id: event_id.clone(), detail: detail.to_string() };
-    // Lambda's eventID is "<shardId>:<sequenceNumber>"; the ARN ends in "stream/<name>".
-    let shard = event_id
-        .split_once(':')
-        .map(|(shard, _)| shard)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| bad("eventID is not <shard>:<sequence>"))?;
-    let stream = record
-        .event_source_arn
-        .as_deref()
-        .and_then(|arn| arn.rsplit_once(":stream/").map(|(_, name)| name))
-        .ok_or_else(|| bad("eventSourceARN does not name a stream"))?;
-    let sequence = &record.kinesis.sequence_number;
-    let position =
-        Position::parse(sequence).ok_or_else(|| bad("sequenceNumber is not a decimal of at most 128 digits"))?;
-    Ok(SourceRecord {
-        key: SourceKey::Sequence(format!("kinesis/{stream}/{shard}")),
-        position,
-        origin: Origin { source: format!("kinesis:{stream}/{shard}"), position: sequence.clone() },
-        data: record.kinesis.data.as_slice(),
-        unreadable: None,
-    })
 }

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::events::sequence_number;
+use crate::local::events::sequence_number;
 use crate::stream::{PutAck, PutEntry, PutOutcome, ShardInfo, StreamError, StreamInfo, StreamStore};
 
 /// A record as stored in a shard.
