@@ -41,12 +41,13 @@ pub async fn handle_kinesis_event(sink: &TableSink, event: &KinesisEvent) -> Kin
                 table = %table,
                 records_in = summary.records_in,
                 rows_written = summary.rows.rows_written,
-                rows_skipped = summary.rows.rows_skipped,
+                already_committed = summary.rows.already_committed,
                 quarantined = summary.quarantined.rows_written,
                 commit_version = summary.rows.version,
                 quarantine_version = summary.quarantined.version,
                 duration_ms = elapsed.as_millis() as u64,
-                "batch committed"
+                "{}",
+                summary.outcome()
             )
         }
         Err(error) => {

@@ -43,7 +43,7 @@ use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitProperties, TransactionError};
 use deltalake::kernel::{StructType, Transaction};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
 use futures::future::try_join_all;
 use url::Url;
 
@@ -141,6 +141,7 @@ impl Lake {
             .with_table_name(name)
             .with_comment(format!("pinpipe table {name}"))
             .with_columns(columns.fields().cloned())
+            .with_configuration_property(TableProperty::DataSkippingStatsColumns, Some(stats_columns(schema)))
             .await;
         match created {
             Ok(table) => Ok(table),
@@ -151,6 +152,16 @@ impl Lake {
             },
         }
     }
+}
+
+/// The columns whose statistics a table keeps (`delta.dataSkippingStatsColumns`): all but the
+/// binary ones. delta-rs keeps no min/max for a binary column (the quarantine's raw bytes) and
+/// says so in a WARN line per written file, which tells an operator nothing; naming the columns
+/// that do have statistics keeps that line out of every quarantine commit.
+fn stats_columns(schema: &SchemaRef) -> String {
+    use deltalake::arrow::datatypes::DataType;
+    let kept = schema.fields().iter().filter(|f| !matches!(f.data_type(), DataType::Binary | DataType::LargeBinary));
+    kept.map(|f| f.name().as_str()).collect::<Vec<_>>().join(",")
 }
 
 impl Lake {
@@ -334,8 +345,10 @@ pub struct AppendOutcome {
     /// The commit's table version, if anything was committed.
     pub version: Option<u64>,
     pub rows_written: usize,
-    /// Items the table already held from an earlier delivery.
-    pub rows_skipped: usize,
+    /// Items the table already held: an earlier delivery of the same records committed them
+    /// (a retry after a lost answer, a timeout after the commit, a batch Lambda split), so they
+    /// are not written again. Each source has one writer, so these are never another source's.
+    pub already_committed: usize,
     pub attempts: u32,
 }
 
@@ -374,7 +387,7 @@ pub async fn append_exactly_once<T>(
         let is_new = |m: &Marked<T>| committed[&m.key].as_ref().is_none_or(|done| m.position > *done);
         let fresh: Vec<&T> = items.iter().filter(|m| is_new(m)).map(|m| &m.item).collect();
         if fresh.is_empty() {
-            return Ok(AppendOutcome { version: None, rows_written: 0, rows_skipped: items.len(), attempts: attempt });
+            return Ok(AppendOutcome { version: None, rows_written: 0, already_committed: items.len(), attempts: attempt });
         }
         let mut txns = Vec::new();
         for (key, top) in &highest {
@@ -399,7 +412,7 @@ pub async fn append_exactly_once<T>(
                 return Ok(AppendOutcome {
                     version: Some(version),
                     rows_written: fresh.len(),
-                    rows_skipped: items.len() - fresh.len(),
+                    already_committed: items.len() - fresh.len(),
                     attempts: attempt,
                 });
             }
@@ -544,6 +557,16 @@ pub const COMMIT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Dur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn tables_keep_statistics_for_every_column_but_binary_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path().to_str().unwrap());
+        let table = lake.open_or_create("quarantine", &crate::schema::quarantine_schema()).await.unwrap();
+        let snapshot = table.snapshot().unwrap();
+        let stats = snapshot.metadata().configuration().get("delta.dataSkippingStatsColumns").cloned();
+        assert_eq!(stats.as_deref(), Some("table,source,position,raw_text,reason,quarantined_at"));
+    }
 
     #[test]
     fn positions_compare_by_value_not_by_text() {

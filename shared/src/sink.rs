@@ -26,14 +26,30 @@ pub struct BatchSummary {
     pub quarantined: AppendOutcome,
 }
 
+impl BatchSummary {
+    /// What the batch did, in words for the log: a redelivered batch says so, rather than look
+    /// like a batch that wrote nothing.
+    pub fn outcome(&self) -> &'static str {
+        let already = self.rows.already_committed + self.quarantined.already_committed;
+        if already == 0 {
+            "batch committed"
+        } else if already == self.records_in {
+            "batch already committed by an earlier delivery of these records; nothing written"
+        } else {
+            "batch committed; part of it was already committed by an earlier delivery"
+        }
+    }
+}
+
 /// What one table received from one or more batches: the figures both paths log and emit as
 /// metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TableTotals {
     pub records_in: usize,
     pub rows_written: usize,
-    /// Records an earlier delivery had already landed.
-    pub duplicates_skipped: usize,
+    /// Records an earlier delivery of the same records had already committed (see
+    /// [`AppendOutcome::already_committed`]).
+    pub already_committed: usize,
     pub quarantined: usize,
     pub commits: usize,
 }
@@ -42,7 +58,7 @@ impl TableTotals {
     pub fn add(&mut self, batch: &BatchSummary) {
         self.records_in += batch.records_in;
         self.rows_written += batch.rows.rows_written;
-        self.duplicates_skipped += batch.rows.rows_skipped + batch.quarantined.rows_skipped;
+        self.already_committed += batch.rows.already_committed + batch.quarantined.already_committed;
         self.quarantined += batch.quarantined.rows_written;
         self.commits += usize::from(batch.rows.version.is_some()) + usize::from(batch.quarantined.version.is_some());
     }
@@ -57,7 +73,7 @@ impl TableTotals {
             &[
                 ("RecordsIn", "Count", self.records_in as f64),
                 ("RowsWritten", "Count", self.rows_written as f64),
-                ("DuplicatesSkipped", "Count", self.duplicates_skipped as f64),
+                ("AlreadyCommitted", "Count", self.already_committed as f64),
                 ("Quarantined", "Count", self.quarantined as f64),
                 ("BatchDuration", "Milliseconds", duration.as_secs_f64() * 1e3),
             ],
@@ -202,5 +218,27 @@ impl TableSink {
             None => *guard = Some(self.lake.open_or_create(name, &schema).await?),
         }
         Ok(guard)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(records_in: usize, written: usize, already: usize, quarantined: usize) -> BatchSummary {
+        BatchSummary {
+            records_in,
+            rows: AppendOutcome { rows_written: written, already_committed: already, ..Default::default() },
+            quarantined: AppendOutcome { rows_written: quarantined, ..Default::default() },
+        }
+    }
+
+    #[test]
+    fn a_redelivered_batch_says_it_was_already_committed() {
+        assert_eq!(summary(10, 9, 0, 1).outcome(), "batch committed");
+        let redelivered = summary(10, 0, 10, 0);
+        assert!(redelivered.outcome().starts_with("batch already committed by an earlier delivery"));
+        assert_eq!(TableTotals::from(&redelivered).already_committed, 10);
+        assert!(summary(10, 4, 6, 0).outcome().contains("part of it was already committed"));
     }
 }

@@ -110,7 +110,7 @@ async fn the_same_notification_twice_and_a_reuploaded_object_land_once() {
 
     // The notification again, to a fresh instance, and the object uploaded again.
     let again = BatchIngest::new(PREFIX, lake.clone(), s3_objects().await).handle_s3_event(&event).await.unwrap();
-    assert_eq!(again.tables[&Table::Geo].duplicates_skipped, 5);
+    assert_eq!(again.tables[&Table::Geo].already_committed, 5);
     put(&bucket, &object.key, lines.into_bytes()).await;
     let reupload = BatchIngest::new(PREFIX, lake.clone(), s3_objects().await).handle_s3_event(&event).await.unwrap();
     assert_eq!((reupload.tables[&Table::Geo].rows_written, reupload.tables[&Table::Geo].commits), (0, 0));

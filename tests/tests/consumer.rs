@@ -201,7 +201,7 @@ async fn a_batch_redelivered_after_its_commit_adds_nothing() {
     assert_eq!(first.rows.rows_written, 4);
     // A new process (a fresh Lambda instance) gets the same batch again.
     let again = consume_kinesis(&TableSink::new(Table::Geo, lake.clone()), &batch).await.unwrap();
-    assert_eq!((again.rows.rows_written, again.rows.rows_skipped, again.rows.version), (0, 4, None));
+    assert_eq!((again.rows.rows_written, again.rows.already_committed, again.rows.version), (0, 4, None));
     assert_eq!(read_table(&lake, "geo").await.unwrap().num_rows(), 4);
 }
 

@@ -102,7 +102,7 @@ async fn kinesis_samples_land_three_rows_and_quarantine_the_poison_record() {
         // Lambda delivers at least once: the same batch again adds nothing.
         let again = consume_kinesis(&sink, &event).await.unwrap();
         assert_eq!((again.records_in, again.rows.rows_written, again.quarantined.rows_written), (4, 0, 0), "{name}");
-        assert_eq!(again.rows.rows_skipped, 3, "{name}: redelivered rows are skipped");
+        assert_eq!(again.rows.already_committed, 3, "{name}: redelivered rows are skipped");
     }
 
     // The three poison records, one per table, each with its reason and origin.
@@ -263,7 +263,7 @@ async fn run_batch_ingest_sample(event: &S3Event) {
     assert_eq!(lake.count_rows("pin").await.unwrap(), Some(2));
     assert_eq!(lake.count_rows(QUARANTINE_TABLE).await.unwrap(), Some(1));
     let again = ingest.handle_s3_event(event).await.unwrap();
-    assert_eq!(again.tables[&Table::Pin].duplicates_skipped, 3);
+    assert_eq!(again.tables[&Table::Pin].already_committed, 3);
     assert_eq!(lake.count_rows("pin").await.unwrap(), Some(2));
 }
 

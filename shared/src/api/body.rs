@@ -26,7 +26,8 @@ use crate::stream::PutEntry;
 /// The record of a PutRecord body, validated; a `StreamName` in the body must name `stream`.
 pub(super) fn put_record_body(request: &ApiRequest, stream: &str) -> Result<PutEntry, ApiError> {
     let body = json_object_body(request)?;
-    check_body_stream_name(lookup(&body, &STREAM_NAME, Parent::Body)?.map(|(v, path)| (*v, path)), stream)?;
+    body.check_unique(Parent::Body)?;
+    check_body_stream_name(lookup(&body.map, &STREAM_NAME, Parent::Body)?.map(|(v, path)| (*v, path)), stream)?;
     put_entry(&body, &RECORD_DATA, &RECORD_PARTITION_KEY, Parent::Body)
 }
 
@@ -34,7 +35,8 @@ pub(super) fn put_record_body(request: &ApiRequest, stream: &str) -> Result<PutE
 /// body must name `stream`.
 pub(super) fn put_records_body(request: &ApiRequest, stream: &str) -> Result<Vec<PutEntry>, ApiError> {
     let RecordsBodyOf(body) = json_body(request)?;
-    let name = lookup(&body, &STREAM_NAME, Parent::Body)?.and_then(|(v, path)| Some((v.raw()?, path)));
+    body.check_unique(Parent::Body)?;
+    let name = lookup(&body.map, &STREAM_NAME, Parent::Body)?.and_then(|(v, path)| Some((v.raw()?, path)));
     check_body_stream_name(name, stream)?;
     put_records_entries(&body)
 }
@@ -51,10 +53,70 @@ fn is_json_media_type(content_type: &str) -> bool {
     }
 }
 
+/// The fields of a JSON object, and the first key it gave twice. JSON parsers disagree on which
+/// of two equal keys wins, so an object with a repeated key is refused (see
+/// [`Fields::check_unique`]) rather than one of its values silently dropped.
+struct Fields<K, V> {
+    map: BTreeMap<K, V>,
+    repeated: Option<String>,
+}
+
+impl<K: Ord + Borrow<str>, V> Fields<K, V> {
+    fn new() -> Self {
+        Self { map: BTreeMap::new(), repeated: None }
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        if self.repeated.is_none() && self.map.contains_key(key.borrow()) {
+            self.repeated = Some(key.borrow().to_string());
+        }
+        self.map.insert(key, value);
+    }
+
+    /// Refuses the object if it gave a key twice, naming the key by its path.
+    fn check_unique(&self, parent: Parent) -> Result<(), ApiError> {
+        match &self.repeated {
+            None => Ok(()),
+            Some(key) => {
+                let path = match parent {
+                    Parent::Body => shorten(key),
+                    parent => format!("{parent}.{}", shorten(key)),
+                };
+                Err(ApiError::bad_request("DuplicateField", format!("{path} is given twice; send each field once")))
+            }
+        }
+    }
+}
+
 /// A JSON object whose values stay unparsed text borrowed from the request body: a put body is
 /// read once and each record's data is forwarded as the client wrote it (compacted), never
-/// built into a tree and serialised again. Of a repeated key the last one counts.
-type JsonObject<'a> = BTreeMap<Cow<'a, str>, &'a RawValue>;
+/// built into a tree and serialised again.
+type JsonObject<'a> = Fields<Cow<'a, str>, &'a RawValue>;
+
+impl<'de> Deserialize<'de> for JsonObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = JsonObject<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                read_fields(map)
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// The fields of the object `map` is reading, values kept as raw text.
+fn read_fields<'de, A: MapAccess<'de>>(mut map: A) -> Result<JsonObject<'de>, A::Error> {
+    let mut fields = JsonObject::new();
+    while let Some((Text(key), value)) = map.next_entry::<Text, &RawValue>()? {
+        fields.insert(key, value);
+    }
+    Ok(fields)
+}
 
 /// A field of a PutRecords body: `records` is read in the same pass as the body (each record's
 /// fields, their values still raw text); any other field stays raw text.
@@ -75,7 +137,7 @@ enum RecordItem<'a> {
     Other(&'static str),
 }
 
-type RecordsBody<'a> = BTreeMap<String, BodyField<'a>>;
+type RecordsBody<'a> = Fields<String, BodyField<'a>>;
 
 impl<'a> BodyField<'a> {
     fn raw(&self) -> Option<&'a RawValue> {
@@ -94,12 +156,8 @@ impl<'de> Deserialize<'de> for RecordItem<'de> {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a record")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut fields = JsonObject::new();
-                while let Some((Text(key), value)) = map.next_entry::<Text, &RawValue>()? {
-                    fields.insert(key, value);
-                }
-                Ok(RecordItem::Object(fields))
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Ok(RecordItem::Object(read_fields(map)?))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
@@ -221,7 +279,8 @@ fn as_string(value: &RawValue) -> Option<String> {
 
 /// Valid JSON text without the whitespace between its tokens, and whether the text needs a full
 /// parse to be sure pinpipe can read it back: capturing raw JSON checks its grammar but neither
-/// number ranges (`1e999`) nor nesting depth, which the consumers' parser limits.
+/// number ranges (`1e999`), nesting depth, nor `\u` escapes of surrogates (a lone one is not
+/// text), all of which the consumers' parser refuses.
 fn compact_json(text: &str) -> (Vec<u8>, bool) {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(text.len());
@@ -231,6 +290,11 @@ fn compact_json(text: &str) -> (Vec<u8>, bool) {
     let (mut depth, mut max_depth, mut digits, mut needs_parse) = (0usize, 0usize, 0usize, false);
     for (i, &b) in bytes.iter().enumerate() {
         if in_string {
+            // `\uD800`-`\uDFFF`: half of a surrogate pair, or a lone one.
+            needs_parse |= escaped
+                && b == b'u'
+                && matches!(bytes.get(i + 1), Some(b'd' | b'D'))
+                && matches!(bytes.get(i + 2), Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'));
             in_string = !closes_string(b, &mut escaped);
             digits = 0;
             continue;
@@ -349,6 +413,8 @@ fn check_body_stream_name(name: Option<(&RawValue, FieldPath)>, stream: &str) ->
 /// One record of a put request, validated into what Kinesis stores: the compact JSON text of
 /// its `Data` object and its partition key.
 fn put_entry(object: &JsonObject, data: &Field, key: &Field, parent: Parent) -> Result<PutEntry, ApiError> {
+    object.check_unique(parent)?;
+    let object = &object.map;
     let (&data_value, data_path) = lookup(object, data, parent)?.ok_or_else(|| missing(data, parent))?;
     if kind_of(data_value) != "an object" {
         return Err(ApiError::bad_request(
@@ -391,7 +457,7 @@ fn put_entry(object: &JsonObject, data: &Field, key: &Field, parent: Parent) -> 
 /// The records of a PutRecords body, all validated, in request order.
 fn put_records_entries(object: &RecordsBody) -> Result<Vec<PutEntry>, ApiError> {
     let (records_value, records_path) =
-        lookup(object, &BATCH_RECORDS, Parent::Body)?.ok_or_else(|| missing(&BATCH_RECORDS, Parent::Body))?;
+        lookup(&object.map, &BATCH_RECORDS, Parent::Body)?.ok_or_else(|| missing(&BATCH_RECORDS, Parent::Body))?;
     let records = match records_value {
         BodyField::Records(RecordList::Array(records)) => records,
         BodyField::Records(RecordList::Other(kind)) => {
@@ -446,8 +512,9 @@ pub(super) fn shard_count(request: &ApiRequest, stream: &str) -> Result<Option<i
         return Ok(None);
     }
     let object = json_object_body(request)?;
-    check_body_stream_name(lookup(&object, &STREAM_NAME, Parent::Body)?.map(|(v, path)| (*v, path)), stream)?;
-    let value = lookup(&object, &SHARD_COUNT, Parent::Body)?
+    object.check_unique(Parent::Body)?;
+    check_body_stream_name(lookup(&object.map, &STREAM_NAME, Parent::Body)?.map(|(v, path)| (*v, path)), stream)?;
+    let value = lookup(&object.map, &SHARD_COUNT, Parent::Body)?
         .map(|(value, path)| (serde_json::from_str::<Value>(value.get()).unwrap_or(Value::Null), path));
     match value {
         None | Some((Value::Null, _)) => Ok(None),
@@ -507,6 +574,65 @@ mod tests {
             r#"{"index":7528,"title":"No Title Data Available","downloaded":0}"#
         );
         assert_eq!(written[0].partition_key, "6f1c2b7e-55a4-4c1e-9f0a-3f0e3c9d2b1a");
+    }
+
+    #[tokio::test]
+    async fn a_field_given_twice_is_refused_wherever_it_stands() {
+        let record = |path: &str| ApiRequest::new(Method::PUT, format!("/streams/{PIN}/{path}"));
+        let cases: Vec<(ApiRequest, u16, &str, &str)> = vec![
+            (
+                record("record").with_body("application/json", r#"{"Data": {"ind": 1}, "Data": {"ind": 2}, "PartitionKey": "p"}"#),
+                400,
+                "DuplicateField",
+                "Data is given twice",
+            ),
+            (
+                record("record").with_body("application/json", r#"{"Data": {}, "PartitionKey": "p", "PartitionKey": "q"}"#),
+                400,
+                "DuplicateField",
+                "PartitionKey is given twice",
+            ),
+            (
+                record("records").with_body(
+                    "application/json",
+                    r#"{"records": [{"data": {}, "partition-key": "a"}, {"data": {}, "data": {}, "partition-key": "b"}]}"#,
+                ),
+                400,
+                "DuplicateField",
+                "records[1].data is given twice",
+            ),
+            (
+                record("records").with_body(
+                    "application/json",
+                    r#"{"records": [{"data": {}, "partition-key": "a"}], "records": [{"data": {}, "partition-key": "b"}]}"#,
+                ),
+                400,
+                "DuplicateField",
+                "records is given twice",
+            ),
+        ];
+        assert_all_refused_before_any_write(cases).await;
+    }
+
+    #[tokio::test]
+    async fn data_the_consumer_could_not_read_back_is_refused() {
+        let put = |data: &str| {
+            ApiRequest::new(Method::PUT, format!("/streams/{PIN}/record"))
+                .with_body("application/json", format!(r#"{{"Data": {data}, "PartitionKey": "p"}}"#))
+        };
+        let cases: Vec<(ApiRequest, u16, &str, &str)> = vec![
+            (put(r#"{"title": "caf\udc00"}"#), 400, "MalformedJson", "Data is not valid JSON"),
+            (put(r#"{"title": "caf\uD83D"}"#), 400, "MalformedJson", "Data is not valid JSON"),
+        ];
+        assert_all_refused_before_any_write(cases).await;
+
+        // A whole pair is text (U+1F600), and so is an escaped backslash before a `u`.
+        let store = ours();
+        for data in [r#"{"title": "\ud83d\ude00"}"#, r#"{"title": "\\udc00"}"#] {
+            let response = call(&store, put(data)).await;
+            assert_eq!(response.status, StatusCode::OK, "{data}: {}", response.body);
+        }
+        assert_eq!(store.written(PIN).len(), 2);
     }
 
     #[tokio::test]

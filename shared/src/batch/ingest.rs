@@ -50,7 +50,7 @@ impl IngestSummary {
             .map(|(table, t)| {
                 let totals = serde_json::json!({
                     "records_in": t.records_in, "rows_written": t.rows_written,
-                    "duplicates_skipped": t.duplicates_skipped, "quarantined": t.quarantined, "commits": t.commits,
+                    "already_committed": t.already_committed, "quarantined": t.quarantined, "commits": t.commits,
                 });
                 (table.name().to_string(), totals)
             })
@@ -120,7 +120,7 @@ impl BatchIngest {
                         table = %table,
                         records_in = totals.records_in,
                         rows_written = totals.rows_written,
-                        duplicates_skipped = totals.duplicates_skipped,
+                        already_committed = totals.already_committed,
                         quarantined = totals.quarantined,
                         commits = totals.commits,
                         "objects committed"
@@ -274,7 +274,7 @@ mod tests {
 
         // The same notification again, and then each object alone: nothing more lands.
         let again = ingest.ingest(&objects).await.unwrap();
-        assert_eq!(again.tables[&Table::Pin].duplicates_skipped, 5);
+        assert_eq!(again.tables[&Table::Pin].already_committed, 5);
         assert_eq!(again.tables[&Table::Pin].commits, 0);
         for object in &objects {
             ingest.ingest(std::slice::from_ref(object)).await.unwrap();
@@ -301,7 +301,7 @@ mod tests {
         write(&files, &object.key, &lines).await;
         let retry = ingest.ingest(std::slice::from_ref(&object)).await.unwrap();
         let totals = &retry.tables[&Table::Pin];
-        assert_eq!((totals.rows_written, totals.duplicates_skipped, totals.commits), (5, 20, 1));
+        assert_eq!((totals.rows_written, totals.already_committed, totals.commits), (5, 20, 1));
         assert_eq!(lake.count_rows("pin").await.unwrap(), Some(25));
     }
 }
