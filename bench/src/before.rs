@@ -3,10 +3,9 @@
 //! for the before/after figure of `scripts/bench.sh`.
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
-use deltalake::DeltaTable;
 use pinpipe::Table;
 use pinpipe::clean::clean_bytes;
-use pinpipe::lake::{Lake, Marked, Position, SourceKey, append_exactly_once};
+use pinpipe::lake::{Lake, Marked, Position, SourceKey, TableAppender};
 use pinpipe::schema::{Origin, Quarantined, quarantine_batch, quarantine_schema, table_batch, table_schema};
 use pinpipe::table::QUARANTINE_TABLE;
 
@@ -14,13 +13,12 @@ use crate::Error;
 
 async fn open<'a>(
     lake: &Lake,
-    slot: &'a mut Option<DeltaTable>,
+    slot: &'a mut Option<TableAppender>,
     name: &str,
     schema: deltalake::arrow::datatypes::SchemaRef,
-) -> Result<&'a mut DeltaTable, Error> {
-    match slot {
-        Some(table) => table.update_state().await?,
-        None => *slot = Some(lake.open_or_create(name, &schema).await?),
+) -> Result<&'a mut TableAppender, Error> {
+    if slot.is_none() {
+        *slot = Some(TableAppender::new(lake.open_or_create(name, &schema).await?)?);
     }
     Ok(slot.as_mut().expect("opened above"))
 }
@@ -28,7 +26,7 @@ async fn open<'a>(
 pub async fn consume(
     table: Table,
     lake: &Lake,
-    handles: &mut (Option<DeltaTable>, Option<DeltaTable>),
+    handles: &mut (Option<TableAppender>, Option<TableAppender>),
     event: &KinesisEvent,
 ) -> Result<(), Error> {
     let mut rows = Vec::with_capacity(event.records.len());
@@ -64,15 +62,11 @@ pub async fn consume(
     };
     if !rows.is_empty() {
         let delta = open(lake, &mut handles.0, table.name(), table_schema(table)).await?;
-        append_exactly_once(delta, &rows, metadata("rows", rows.len()), |fresh| Ok(table_batch(table, fresh, now)?))
-            .await?;
+        delta.append(&rows, metadata("rows", rows.len()), |fresh| Ok(table_batch(table, fresh, now)?)).await?;
     }
     if !rejected.is_empty() {
         let delta = open(lake, &mut handles.1, QUARANTINE_TABLE, quarantine_schema()).await?;
-        append_exactly_once(delta, &rejected, metadata("quarantine", rejected.len()), |fresh| {
-            Ok(quarantine_batch(fresh, now)?)
-        })
-        .await?;
+        delta.append(&rejected, metadata("quarantine", rejected.len()), |fresh| Ok(quarantine_batch(fresh, now)?)).await?;
     }
     Ok(())
 }

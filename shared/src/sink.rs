@@ -10,11 +10,10 @@
 
 use std::time::Duration;
 
-use deltalake::DeltaTable;
 use tokio::sync::Mutex;
 
 use crate::clean::{CleanRecord, Rejection, clean_bytes};
-use crate::lake::{AppendOutcome, Lake, LakeError, Marked, Position, SourceKey, append_exactly_once};
+use crate::lake::{AppendOutcome, Lake, LakeError, Marked, Position, SourceKey, TableAppender};
 use crate::schema::{Origin, Quarantined, quarantine_batch, quarantine_schema, table_batch, table_schema};
 use crate::table::{QUARANTINE_TABLE, Table};
 
@@ -107,8 +106,8 @@ impl From<LakeError> for SinkError {
 pub struct TableSink {
     table: Table,
     lake: Lake,
-    data: Mutex<Option<DeltaTable>>,
-    quarantine: Mutex<Option<DeltaTable>>,
+    data: Mutex<Option<TableAppender>>,
+    quarantine: Mutex<Option<TableAppender>>,
 }
 
 /// One raw record and where it came from, whatever the source: a Kinesis record or a line of
@@ -178,47 +177,52 @@ impl TableSink {
             if rows.is_empty() {
                 return Ok(AppendOutcome::default());
             }
-            let mut table = self.open(&self.data, self.table.name(), table_schema(self.table)).await?;
-            let table = table.as_mut().expect("opened above");
-            append_exactly_once(table, &rows, metadata("rows", rows.len()), |fresh| {
-                Ok(table_batch(self.table, fresh, now)?)
-            })
-            .await
+            let mut slot = self.open(&self.data, self.table.name(), table_schema(self.table)).await?;
+            let appender = slot.as_mut().expect("opened above");
+            let appended = appender
+                .append(&rows, metadata("rows", rows.len()), |fresh| Ok(table_batch(self.table, fresh, now)?))
+                .await;
+            forget_on_error(&mut slot, appended)
         };
         let quarantined = async {
             if rejected.is_empty() {
                 return Ok(AppendOutcome::default());
             }
-            let mut table = self.open(&self.quarantine, QUARANTINE_TABLE, quarantine_schema()).await?;
-            let table = table.as_mut().expect("opened above");
-            append_exactly_once(table, &rejected, metadata("quarantine", rejected.len()), |fresh| {
-                Ok(quarantine_batch(fresh, now)?)
-            })
-            .await
+            let mut slot = self.open(&self.quarantine, QUARANTINE_TABLE, quarantine_schema()).await?;
+            let appender = slot.as_mut().expect("opened above");
+            let appended = appender
+                .append(&rejected, metadata("quarantine", rejected.len()), |fresh| Ok(quarantine_batch(fresh, now)?))
+                .await;
+            forget_on_error(&mut slot, appended)
         };
         let (rows, quarantined) = tokio::join!(clean_rows, quarantined);
         Ok(BatchSummary { records_in, rows: rows?, quarantined: quarantined? })
     }
 
-    /// The cached handle of a table, brought up to date, or a freshly opened (or created) one.
+    /// The warm appender of a table, or a freshly opened (or created) one. A warm appender is
+    /// not brought up to date first: it learns what other writers committed from the commits
+    /// it loses races to (see `lake::append`), which keeps a warm append's cost flat.
     async fn open<'a>(
         &self,
-        slot: &'a Mutex<Option<DeltaTable>>,
+        slot: &'a Mutex<Option<TableAppender>>,
         name: &str,
         schema: deltalake::arrow::datatypes::SchemaRef,
-    ) -> Result<tokio::sync::MutexGuard<'a, Option<DeltaTable>>, LakeError> {
+    ) -> Result<tokio::sync::MutexGuard<'a, Option<TableAppender>>, LakeError> {
         let mut guard = slot.lock().await;
-        match guard.as_mut() {
-            Some(table) => {
-                if let Err(source) = table.update_state().await {
-                    *guard = None;
-                    return Err(LakeError::Delta { uri: self.lake.root().to_string() + "/" + name, source });
-                }
-            }
-            None => *guard = Some(self.lake.open_or_create(name, &schema).await?),
+        if guard.is_none() {
+            *guard = Some(TableAppender::new(self.lake.open_or_create(name, &schema).await?)?);
         }
         Ok(guard)
     }
+}
+
+/// Drops the appender after a failed append, so the retry starts from a fresh open: whatever
+/// went wrong (a lost answer, a storage error), the log is then read again as it is.
+fn forget_on_error<T>(slot: &mut Option<TableAppender>, result: Result<T, LakeError>) -> Result<T, LakeError> {
+    if result.is_err() {
+        *slot = None;
+    }
+    result
 }
 
 #[cfg(test)]

@@ -85,7 +85,9 @@ fn delta_log_put(method: &str, path: &str) -> bool {
 async fn injected_s3_faults_lose_no_row_and_duplicate_none() {
     let bucket = new_bucket().await;
     let plan = FaultPlan {
-        probability: 0.15,
+        // An append makes few requests (a Parquet PUT and a log PUT when no other writer is in
+        // the way), so the rate is high enough to hit every kind of request many times.
+        probability: 0.3,
         faults: vec![Fault::InternalError, Fault::SlowDown, Fault::DropBeforeForwarding, Fault::DropAfterForwarding],
         matches: any_request,
     };
@@ -93,14 +95,14 @@ async fn injected_s3_faults_lose_no_row_and_duplicate_none() {
     let lake = lake_through(&bucket, &proxy);
     let sink = TableSink::new(Table::Geo, lake.clone());
     let mut deliveries = 0;
-    for round in 0..8i64 {
+    for round in 0..12i64 {
         let event = geo_batch("shardId-000000000000", (round * 25 + 1) as u64, round * 25..round * 25 + 25);
         deliveries += deliver_until_success(&sink, &event).await;
     }
     proxy.set_plan(FaultPlan::none());
     let stats = &proxy.stats;
     eprintln!(
-        "fault test: {} requests, {} faults (500: {}, 503: {}, dropped before: {}, dropped after: {}), {deliveries} deliveries for 8 batches",
+        "fault test: {} requests, {} faults (500: {}, 503: {}, dropped before: {}, dropped after: {}), {deliveries} deliveries for 12 batches",
         stats.requests.load(Ordering::Relaxed),
         stats.faults(),
         stats.internal_errors.load(Ordering::Relaxed),
@@ -109,7 +111,7 @@ async fn injected_s3_faults_lose_no_row_and_duplicate_none() {
         stats.dropped_after.load(Ordering::Relaxed),
     );
     assert!(stats.faults() >= 5, "the test must actually inject faults");
-    assert_eq!(inds_once(&lake, "geo").await, (0..200).collect::<Vec<_>>());
+    assert_eq!(inds_once(&lake, "geo").await, (0..300).collect::<Vec<_>>());
 }
 
 #[tokio::test]

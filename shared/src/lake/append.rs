@@ -1,0 +1,388 @@
+//! Appending to a table exactly once, at a cost that does not grow with the table.
+//!
+//! # Why pinpipe commits appends itself
+//!
+//! delta-rs' writer commits through a snapshot that carries the table's whole file list: before
+//! a commit the table is brought up to date, after it the snapshot is advanced, and both rebuild
+//! the list of live files. With one file per Lambda batch that list grows all day, and so did
+//! the cost of every 100-record append (about 0.4 ms more per table version, measured). An
+//! append needs none of it: it adds files and never reads the table's data.
+//!
+//! So a [`TableAppender`] opens the table once (a cold start reads the last checkpoint and the
+//! log after it), then for each batch: writes the Parquet file (delta-rs' writer, for its
+//! statistics), and writes the commit itself — the `add` actions, the sources' new positions as
+//! `txn` actions and a `commitInfo` — to `_delta_log/<version>.json` with the log store's
+//! put-if-absent (a conditional PUT on S3). Nothing on this path looks at the file list.
+//!
+//! # What an appender knows, and how it stays right
+//!
+//! It knows the log up to `version`: what it loaded, then every commit after it — its own, and
+//! every other writer's commit it lost a race to, which it reads (one small GET) before trying
+//! the next version. From those it keeps the `txn` entries written since it loaded the table, so
+//! a source's position is known without replaying the log. A race lost to a commit that moved
+//! one of this batch's sources (another delivery of the same records, or this batch's own
+//! commit whose answer was lost) sends it back to recompute what is still new; a commit that
+//! changed the table's schema or protocol makes it reload the table. When it finds itself far
+//! behind (an appender idle while others wrote), it reloads rather than read the gap commit by
+//! commit.
+//!
+//! Every `checkpointInterval` versions (100 by default) the writer that lands on the boundary
+//! writes a checkpoint, so cold starts read a checkpoint and a short tail.
+//!
+//! The scheme assumes each source is written by one delivery at a time, as Lambda does for a
+//! shard with `ParallelizationFactor: 1` (the template's setting); two deliveries racing on the
+//! same source are still safe, since the loser sees the winner's `txn` entries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::transaction::{CommitData, TransactionError};
+use deltalake::kernel::{Action, Transaction};
+use deltalake::logstore::CommitOrBytes;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableError};
+
+use super::LakeError;
+use super::progress::{Marked, Position, SourceKey, committed_position};
+use crate::backoff::Backoff;
+
+/// How many commits an append may lose races to before it gives up (the batch then fails and
+/// Lambda retries it).
+pub const MAX_COMMIT_ATTEMPTS: u32 = 64;
+
+/// Lost races before an append starts to back off: a few are the normal cost of sharing a log
+/// with other writers and are retried at once; more mean contention.
+const RACES_BEFORE_BACKOFF: u32 = 3;
+
+/// Commits behind the table after which an appender reloads instead of reading them one by one.
+const MAX_TAIL_TO_READ: u64 = 32;
+
+/// The pause after conflicting commit attempt n: full jitter up to 100 ms, 200 ms, 400 ms, ...
+/// (100 ms · 2^(n-1)), capped at 2 s.
+pub const COMMIT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+
+/// What an exactly-once append did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// The commit's table version, if anything was committed.
+    pub version: Option<u64>,
+    pub rows_written: usize,
+    /// Items the table already held: an earlier delivery of the same records committed them
+    /// (a retry after a lost answer, a timeout after the commit, a batch Lambda split), so they
+    /// are not written again. Each source has one writer, so these are never another source's.
+    pub already_committed: usize,
+    /// Commit attempts, the successful one included (1 when no other writer got in between).
+    pub attempts: u32,
+}
+
+/// Appends batches to one table, exactly once per source position (see the module docs).
+pub struct TableAppender {
+    /// The table as loaded: schema, configuration, log store. Its file list is never refreshed
+    /// on the append path.
+    table: DeltaTable,
+    /// The version `table` was loaded at.
+    loaded: u64,
+    /// The latest version whose commit this appender knows.
+    version: u64,
+    /// `txn` versions by app id, from the commits after `loaded` up to `version`.
+    tail: HashMap<String, i64>,
+    /// Positions of sources as of `version`, once looked up.
+    known: HashMap<SourceKey, Option<Position>>,
+}
+
+/// What a commit written by someone else means for an append in progress.
+enum Winner {
+    /// It touched none of this batch's sources and not the table's shape: try the next version.
+    Unrelated,
+    /// It moved one of this batch's sources: recompute what is still new.
+    MovedOurSources,
+    /// It is this very commit (the answer to our PUT was lost, the PUT landed).
+    Ours,
+    /// It changed the schema, protocol or table properties: reload the table.
+    Reshaped,
+}
+
+impl TableAppender {
+    /// An appender for a loaded table.
+    pub fn new(table: DeltaTable) -> Result<Self, LakeError> {
+        let version = table.version().ok_or_else(|| LakeError::Delta {
+            uri: table.table_url().to_string(),
+            source: DeltaTableError::Generic("the table is not loaded".into()),
+        })?;
+        Ok(Self { table, loaded: version, version, tail: HashMap::new(), known: HashMap::new() })
+    }
+
+    /// The table as last loaded (its schema and properties are current; its file list is not).
+    pub fn table(&self) -> &DeltaTable {
+        &self.table
+    }
+
+    /// The latest table version this appender knows of.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn uri(&self) -> String {
+        self.table.table_url().to_string()
+    }
+
+    fn delta(&self, source: DeltaTableError) -> LakeError {
+        LakeError::Delta { uri: self.uri(), source }
+    }
+
+    /// Brings the table up to the latest version, the slow way (the whole log state is read).
+    pub async fn reload(&mut self) -> Result<(), LakeError> {
+        self.table.update_state().await.map_err(|e| self.delta(e))?;
+        let version = self.table.version().unwrap_or(self.version);
+        (self.loaded, self.version) = (version, version);
+        self.tail.clear();
+        self.known.clear();
+        Ok(())
+    }
+
+    /// The position the table records for `key`, as of [`Self::version`].
+    pub async fn position(&mut self, key: &SourceKey) -> Result<Option<Position>, LakeError> {
+        if let Some(position) = self.known.get(key) {
+            return Ok(position.clone());
+        }
+        let app_ids = key.app_ids();
+        let from_tail: Vec<Option<i64>> = app_ids.iter().map(|id| self.tail.get(id).copied()).collect();
+        // A position's chunks are always written together, so they are all in the tail or none.
+        let position = if from_tail.iter().all(Option::is_some) {
+            let versions: Vec<i64> = from_tail.into_iter().flatten().collect();
+            Some(key.decode(&versions).ok_or_else(|| LakeError::Progress {
+                uri: self.uri(),
+                key: key.to_string(),
+                detail: "a version is out of range".into(),
+            })?)
+        } else {
+            committed_position(&self.table, key).await?
+        };
+        self.known.insert(key.clone(), position.clone());
+        Ok(position)
+    }
+
+    /// Appends `items` in one commit, skipping every item at or below the position the table
+    /// already records for its source, and recording for each source the highest position in
+    /// `items`. `build` turns the items still to write into one batch.
+    pub async fn append<T>(
+        &mut self,
+        items: &[Marked<T>],
+        app_metadata: serde_json::Map<String, serde_json::Value>,
+        build: impl Fn(&[&T]) -> Result<RecordBatch, LakeError>,
+    ) -> Result<AppendOutcome, LakeError> {
+        let mut highest: BTreeMap<&SourceKey, &Position> = BTreeMap::new();
+        for m in items {
+            let entry = highest.entry(&m.key).or_insert(&m.position);
+            if m.position > **entry {
+                *entry = &m.position;
+            }
+        }
+        let mut attempts = 0u32;
+        let mut races = 0u32;
+        'recompute: loop {
+            let mut committed = HashMap::new();
+            for key in highest.keys() {
+                committed.insert(*key, self.position(key).await?);
+            }
+            let is_new = |m: &Marked<T>| committed[&m.key].as_ref().is_none_or(|done| m.position > *done);
+            let fresh: Vec<&T> = items.iter().filter(|m| is_new(m)).map(|m| &m.item).collect();
+            if fresh.is_empty() {
+                let attempts = attempts.max(1);
+                return Ok(AppendOutcome { version: None, rows_written: 0, already_committed: items.len(), attempts });
+            }
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let mut txns = Vec::new();
+            for (key, top) in &highest {
+                if committed[*key].as_ref().is_some_and(|done| *top <= done) {
+                    continue;
+                }
+                let versions = key.encode(top).ok_or_else(|| LakeError::Progress {
+                    uri: self.uri(),
+                    key: key.to_string(),
+                    detail: format!("position {top} does not fit an i64"),
+                })?;
+                txns.extend(
+                    key.app_ids()
+                        .into_iter()
+                        .zip(versions)
+                        .map(|(app_id, v)| Transaction::new_with_last_update(app_id, v, Some(now_ms))),
+                );
+            }
+            let bytes = self.commit_bytes(build(&fresh)?, &txns, &app_metadata).await?;
+            loop {
+                attempts += 1;
+                if attempts > MAX_COMMIT_ATTEMPTS {
+                    return Err(LakeError::Contended { uri: self.uri(), attempts: MAX_COMMIT_ATTEMPTS });
+                }
+                let target = self.version + 1;
+                let written = self
+                    .table
+                    .log_store()
+                    .write_commit_entry(target, CommitOrBytes::LogBytes(bytes.clone()), uuid::Uuid::new_v4())
+                    .await;
+                let winner = match written {
+                    Ok(()) => Winner::Ours,
+                    Err(TransactionError::VersionAlreadyExists(_)) => self.read_winner(target, &txns, &bytes).await?,
+                    Err(e) => return Err(self.delta(e.into())),
+                };
+                match winner {
+                    Winner::Ours => {
+                        self.learn_own(target, &txns);
+                        self.checkpoint_if_due(target).await;
+                        let rows_written = fresh.len();
+                        let already_committed = items.len() - rows_written;
+                        return Ok(AppendOutcome { version: Some(target), rows_written, already_committed, attempts });
+                    }
+                    Winner::Unrelated => {}
+                    Winner::MovedOurSources => continue 'recompute,
+                    Winner::Reshaped => {
+                        self.reload().await?;
+                        continue 'recompute;
+                    }
+                }
+                races += 1;
+                tracing::debug!(table = %self.uri(), version = target, races, "lost a commit race; trying the next version");
+                if races > RACES_BEFORE_BACKOFF {
+                    tokio::time::sleep(COMMIT_BACKOFF.delay(races - RACES_BEFORE_BACKOFF)).await;
+                    self.catch_up_if_far_behind().await?;
+                }
+            }
+        }
+    }
+
+    /// Writes `batch` as Parquet files under the table and returns the commit's log entry:
+    /// `commitInfo`, the `add` actions and the `txn` actions.
+    async fn commit_bytes(
+        &self,
+        batch: RecordBatch,
+        txns: &[Transaction],
+        app_metadata: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bytes::Bytes, LakeError> {
+        let mut writer = RecordBatchWriter::for_table(&self.table).map_err(|e| self.delta(e))?;
+        writer.write(batch).await.map_err(|e| self.delta(e))?;
+        let adds = writer.flush().await.map_err(|e| self.delta(e))?;
+        let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+        let metadata: HashMap<String, serde_json::Value> = app_metadata.clone().into_iter().collect();
+        let actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+        CommitData::new(actions, operation, metadata, txns.to_vec())
+            .get_bytes()
+            .map_err(|e| self.delta(DeltaTableError::from(e)))
+    }
+
+    /// Reads the commit at `version` that another writer won, learns its `txn` entries, and
+    /// says what it means for an append that tried to commit `ours` (the log entry `our_bytes`)
+    /// there. A commit identical to ours to the byte is ours: its PUT landed and the answer was
+    /// lost (the entry names this attempt's own new files, so no other writer can write it).
+    async fn read_winner(&mut self, version: u64, ours: &[Transaction], our_bytes: &[u8]) -> Result<Winner, LakeError> {
+        let bytes = self.table.log_store().read_commit_entry(version).await.map_err(|e| self.delta(e))?;
+        let Some(bytes) = bytes else {
+            // The version exists but cannot be read back yet: treat it as a reshape, and reload.
+            return Ok(Winner::Reshaped);
+        };
+        let mut theirs: Vec<(String, i64)> = Vec::new();
+        let mut reshaped = false;
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)) {
+            let action: serde_json::Value =
+                serde_json::from_slice(line).map_err(|e| self.delta(DeltaTableError::Generic(e.to_string())))?;
+            if let Some(txn) = action.get("txn") {
+                let (Some(app_id), Some(v)) = (txn["appId"].as_str(), txn["version"].as_i64()) else {
+                    return Err(self.delta(DeltaTableError::Generic(format!("unreadable txn in commit {version}"))));
+                };
+                theirs.push((app_id.to_string(), v));
+            }
+            reshaped |= action.get("metaData").is_some() || action.get("protocol").is_some();
+        }
+        self.version = version;
+        let moved_ours = theirs.iter().any(|(app_id, _)| ours.iter().any(|t| &t.app_id == app_id));
+        for (app_id, v) in &theirs {
+            self.tail.insert(app_id.clone(), *v);
+        }
+        if !theirs.is_empty() {
+            // Positions derived before this commit may be stale for the sources it moved.
+            self.known.retain(|key, _| key.app_ids().iter().all(|id| !theirs.iter().any(|(a, _)| a == id)));
+        }
+        Ok(if reshaped {
+            Winner::Reshaped
+        } else if bytes.as_ref() == our_bytes {
+            Winner::Ours
+        } else if moved_ours {
+            Winner::MovedOurSources
+        } else {
+            Winner::Unrelated
+        })
+    }
+
+    /// Records this appender's own commit at `version`.
+    fn learn_own(&mut self, version: u64, txns: &[Transaction]) {
+        self.version = version;
+        for txn in txns {
+            self.tail.insert(txn.app_id.clone(), txn.version);
+        }
+        self.known.retain(|key, _| key.app_ids().iter().all(|id| !txns.iter().any(|t| &t.app_id == id)));
+    }
+
+    /// After repeated lost races: if the table has moved far ahead, reloads it rather than
+    /// read every commit in between.
+    async fn catch_up_if_far_behind(&mut self) -> Result<(), LakeError> {
+        let latest = self.table.log_store().get_latest_version(self.version).await.map_err(|e| self.delta(e))?;
+        if latest > self.version + MAX_TAIL_TO_READ {
+            self.reload().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a checkpoint when `version` is on the table's checkpoint interval, so a cold start
+    /// reads a checkpoint and a short tail of commits; and rebases the loaded state at `version`
+    /// (which also bounds `tail`) when it is due or when the tail has grown long. This is the
+    /// one append in a hundred that reads the whole log state. A failure here only costs the
+    /// next cold start time, so it is logged, not returned.
+    async fn checkpoint_if_due(&mut self, version: u64) {
+        let interval = self.table.snapshot().map(|s| s.table_config().checkpoint_interval.map_or(100, |n| n.get())).unwrap_or(100);
+        let due = version % interval == 0;
+        if !due && version - self.loaded < 4 * interval {
+            return;
+        }
+        if let Err(error) = self.table.update_incremental(Some(version)).await {
+            tracing::warn!(table = %self.uri(), version, %error, "could not rebase the table after a commit");
+            return;
+        }
+        // `known` stays: it is as of `version`, which the loaded state now is too.
+        (self.loaded, self.version) = (version, version);
+        self.tail.clear();
+        if due {
+            match deltalake::checkpoints::create_checkpoint(&self.table, None).await {
+                Ok(()) => tracing::info!(table = %self.uri(), version, "checkpoint written"),
+                Err(error) => tracing::warn!(table = %self.uri(), version, %error, "checkpoint failed"),
+            }
+        }
+    }
+}
+
+/// Whether a failed commit lost a race (and may succeed after reloading the table).
+pub fn is_conflict(error: &DeltaTableError) -> bool {
+    matches!(
+        error,
+        DeltaTableError::VersionAlreadyExists(_)
+            | DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(_)
+                    | TransactionError::MaxCommitAttempts(_)
+                    | TransactionError::VersionAlreadyExists(_)
+            }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded() {
+        assert_eq!(COMMIT_BACKOFF.ceiling(1), Duration::from_millis(100));
+        for attempt in 0..20 {
+            assert!(COMMIT_BACKOFF.delay(attempt) <= Duration::from_secs(2));
+        }
+    }
+}
