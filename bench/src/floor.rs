@@ -286,9 +286,11 @@ fn batch(table: Table, event: &KinesisEvent) -> Result<RecordBatch, Error> {
         let shard = record.event_id.as_deref().and_then(|id| id.split_once(':')).map_or("", |(s, _)| s);
         let stream = record.event_source_arn.as_deref().and_then(|a| a.rsplit_once(":stream/")).map_or("", |(_, s)| s);
         let source = format!("kinesis:{stream}/{shard}");
-        cols[width - 3].str(Some(&source));
-        cols[width - 2].str(Some(&record.kinesis.sequence_number));
-        cols[width - 1].ts(Some(0));
+        cols[width - 4].str(Some(&source));
+        cols[width - 3].str(Some(&record.kinesis.sequence_number));
+        cols[width - 2].ts(Some(0));
+        // `_rescued`: the floor keeps no fields aside.
+        cols[width - 1].str(None);
     }
     let columns: Vec<ArrayRef> = cols.into_iter().map(Col::finish).collect();
     // Nullability aside (the floor does not enforce the key), the schema is the table's.

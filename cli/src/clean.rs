@@ -14,7 +14,7 @@ pub struct Counts {
 }
 
 /// Cleans each non-blank line of `input`: clean records to `out` (one JSON object per line, keys
-/// in column order, docs/records.md), rejections to `rejects` as `{"line": N, "reason": "..."}` with 1-based
+/// in column order, then `_rescued` if the line has fields no rule reads, docs/records.md), rejections to `rejects` as `{"line": N, "reason": "..."}` with 1-based
 /// line numbers. Fails only when reading or writing fails.
 pub fn clean_lines(
     table: Table,
@@ -84,6 +84,18 @@ mod tests {
         assert_eq!(rejects[0], serde_json::json!({"line": 3, "reason": "age: cannot convert \"old\" to an integer"}));
         assert_eq!(rejects[1]["line"], 4);
         assert!(rejects[1]["reason"].as_str().unwrap().starts_with("invalid JSON"));
+    }
+
+    #[test]
+    fn fields_no_rule_reads_are_shown_under_rescued_as_sent() {
+        let input = r#"{"index": 1, "title": "t", "new_field": "important", "extra": {"a": 1}}"#;
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        clean_lines(Table::Pin, input.as_bytes(), &mut out, &mut err).unwrap();
+        let line = String::from_utf8(out).unwrap();
+        assert!(
+            line.ends_with("\"downloaded\":null,\"_rescued\":{\"new_field\":\"important\",\"extra\":{\"a\": 1}}}\n"),
+            "{line}"
+        );
     }
 
     #[test]

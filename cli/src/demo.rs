@@ -8,6 +8,10 @@
 //! under `<lake>/_raw/topics/`) and landed by the batch ingest's own code (`BatchIngest`, the code
 //! behind the S3 trigger). Running it again with the same seed is
 //! a redelivery of the same records, so it adds nothing; another seed adds new posts.
+//!
+//! The report gives each path's freshness as the functions measure it: commit time minus a
+//! record's arrival, which is when the producer put it into the embedded stream (Kinesis'
+//! arrival timestamp) or when its Kafka Connect object was written.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,11 +25,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pinpipe::Table;
 use pinpipe::api::{ApiConfig, ApiRequest, handle};
 use pinpipe::batch::{BatchIngest, LocalObjects, ObjectRef};
-use pinpipe::kinesis_trigger::handle_kinesis_event;
+use pinpipe::freshness::RecordAges;
+use pinpipe::kinesis_trigger::handle_kinesis_batch;
 use pinpipe::lake::Lake;
 use pinpipe::local::embedded::EmbeddedStreams;
 use pinpipe::local::emulator::{Emulator, Post};
-use pinpipe::local::events::{KinesisDelivery, kinesis_event};
+use pinpipe::local::events::{KinesisDelivery, KinesisSource, kinesis_source_event, stream_arn};
 use pinpipe::sink::TableSink;
 use pinpipe::table::QUARANTINE_TABLE;
 use serde_json::{Value, json};
@@ -80,6 +85,9 @@ pub struct DemoReport {
     pub rows: BTreeMap<String, (u64, u64)>,
     pub quarantine_reasons: BTreeMap<String, u64>,
     pub elapsed: Duration,
+    /// How old the records each path committed were when their commits landed.
+    pub stream_freshness: RecordAges,
+    pub batch_freshness: RecordAges,
     /// The answers to the analytics questions (docs/analytics.md) over the lake, as aligned tables (`pinpipe query`).
     pub analytics: Option<String>,
 }
@@ -104,6 +112,16 @@ impl DemoReport {
             self.batch_posts,
             self.batch_objects
         );
+        let seconds = |ms: Option<u64>| ms.map_or("-".to_string(), |ms| format!("{:.2} s", ms as f64 / 1e3));
+        println!("\n  freshness (commit time minus arrival):");
+        for (path, ages) in [("stream path", &self.stream_freshness), ("batch path", &self.batch_freshness)] {
+            println!(
+                "  {path:<12} p50 {:>9}   max {:>9}   ({} records)",
+                seconds(ages.p50_ms()),
+                seconds(ages.max_ms()),
+                ages.len()
+            );
+        }
         println!("\n  {:<12} {:>10} {:>10}", "table", "rows", "new");
         for (name, (before, after)) in &self.rows {
             println!("  {:<12} {:>10} {:>10}", name, after, after - before);
@@ -197,8 +215,12 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoReport> {
     bar.finish_and_clear();
 
     let bar = progress(args.quiet, (stream_posts.len() * 3) as u64, "consuming");
+    let mut stream_freshness = RecordAges::default();
+    let role = "arn:aws:iam::000000000000:role/pinpipe-consumer";
     for table in Table::ALL {
         let stream = table.stream_name(DEMO_PREFIX);
+        let arn = stream_arn("local", "000000000000", &stream);
+        let source = KinesisSource { stream_arn: &arn, region: "local", invoke_identity_arn: role };
         let sink = TableSink::new(table, lake.clone());
         for shard in 0..streams.shard_count(&stream) {
             let shard_id = streams.shard_id(shard);
@@ -208,20 +230,24 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoReport> {
                 if batch.is_empty() {
                     break;
                 }
-                let deliveries: Vec<KinesisDelivery> = batch
+                let deliveries: Vec<(KinesisDelivery, f64)> = batch
                     .iter()
-                    .map(|r| KinesisDelivery {
-                        shard_id: &shard_id,
-                        sequence_number: &r.sequence_number,
-                        partition_key: &r.partition_key,
-                        data: &r.data,
+                    .map(|r| {
+                        let delivery = KinesisDelivery {
+                            shard_id: &shard_id,
+                            sequence_number: &r.sequence_number,
+                            partition_key: &r.partition_key,
+                            data: &r.data,
+                        };
+                        (delivery, r.arrived_at.timestamp_millis() as f64 / 1e3)
                     })
                     .collect();
-                let event = kinesis_event("local", "000000000000", &stream, &deliveries);
-                let response = handle_kinesis_event(&sink, &event).await;
-                if !response.batch_item_failures.is_empty() {
+                let event = kinesis_source_event(&source, &deliveries);
+                let handled = handle_kinesis_batch(&sink, &event).await;
+                let Some(summary) = handled.summary else {
                     bail!("the {table} consumer failed a batch on {shard_id}; see the log above");
-                }
+                };
+                stream_freshness.add(&summary.record_ages);
                 from += batch.len();
                 bar.inc(batch.len() as u64);
             }
@@ -236,11 +262,15 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoReport> {
     let objects: Vec<ObjectRef> = keys.iter().map(|key| ObjectRef { bucket: "raw".into(), key: key.clone() }).collect();
     let bar = progress(args.quiet, objects.len() as u64, "batch");
     let ingest = BatchIngest::new(DEMO_PREFIX, lake.clone(), Arc::new(LocalObjects::new(&raw)));
+    let mut batch_freshness = RecordAges::default();
     // One notification per table's objects at a time, as Lambda would batch them.
     for notification in objects.chunks(50) {
         let summary = ingest.ingest(notification).await.context("batch ingest failed")?;
         if !summary.skipped.is_empty() {
             bail!("batch ingest skipped objects it should have read: {:?}", summary.skipped);
+        }
+        for totals in summary.tables.values() {
+            batch_freshness.add(&totals.record_ages);
         }
         bar.inc(notification.len() as u64);
     }
@@ -259,6 +289,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoReport> {
         rows,
         quarantine_reasons: quarantine_reasons(&lake).await?,
         elapsed: started.elapsed(),
+        stream_freshness,
+        batch_freshness,
         analytics: Some(
             crate::query::render_all(&lake, crate::query::Format::Table)
                 .await
@@ -321,6 +353,15 @@ mod tests {
             assert_eq!(unique.len() as u64, expected, "{table}: no duplicate ind");
         }
         assert_eq!((report.batch_posts, report.batch_objects), (100, 12), "every 4th post, 30 records per object");
+        // Every record committed has an age, from its put (or its object's write) to its commit.
+        assert_eq!(report.stream_freshness.len(), 300 * 3);
+        assert_eq!(report.batch_freshness.len(), 100 * 3);
+        // No record is older than the run (give or take a second: a file system may keep
+        // modification times in whole seconds).
+        let run_time = report.elapsed + Duration::from_secs(1);
+        for ages in [&report.stream_freshness, &report.batch_freshness] {
+            assert!(ages.p50() <= ages.max() && ages.max() < Some(run_time), "{ages:?} within {run_time:?}");
+        }
         let pins = lake.read_all("pin").await.unwrap().unwrap();
         let sources = pins.column_by_name("_source").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
         let from_files = (0..sources.len()).filter(|i| sources.value(*i).starts_with("file://")).count();
@@ -336,6 +377,7 @@ mod tests {
 
         let again = run(&args(dir.path(), 5)).await.unwrap();
         assert!(again.rows.values().all(|(before, after)| before == after), "{:?}", again.rows);
+        assert!(again.stream_freshness.is_empty() && again.batch_freshness.is_empty(), "a rerun commits nothing");
         let other_seed = run(&args(dir.path(), 6)).await.unwrap();
         assert!(other_seed.rows["pin"].1 > other_seed.rows["pin"].0, "another seed adds new posts");
     }

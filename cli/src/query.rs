@@ -4,9 +4,10 @@
 //!
 //! Every question reads the *unique* views, never the raw tables: `unique_pin`, `unique_geo` and
 //! `unique_user` hold each distinct row of their table over its clean (business) columns, the
-//! lineage columns `_source`, `_position` and `_ingested_at` left out, so a post that arrived twice
-//! is counted once. Tables are joined on `ind` (inner joins: a post counts where all the tables a
-//! question needs have it). Rules shared by all questions:
+//! lineage columns `_source`, `_position` and `_ingested_at` and the rescued fields `_rescued`
+//! left out, so a post that arrived twice is counted once. Tables are joined on `ind` (inner
+//! joins: a post counts where all the tables a question needs have it). Rules shared by all
+//! questions:
 //!
 //! - "Most popular" keeps ties: `RANK()`, never `ROW_NUMBER()`. Ties are listed in name order.
 //! - Null never wins: a row whose country, category, poster name or follower count is null does

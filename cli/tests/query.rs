@@ -18,6 +18,8 @@
 //! | 12  | travel    | Lu     | 1M        | null    | 2020-01-01 00:00:00 | 17  | 2019-01-01 00:00:00 |
 //! | 13  | tattoos   | Max    | 5         | Chad    | 2021-04-01 00:00:00 | null| null                |
 //! | 14  | null      | null   | 999999    | Albania | 2019-05-05 00:00:00 | 30  | 2019-05-05 00:00:00 |
+//!
+//! The pin of post 14 also carries a field no rule reads, `new_field`, kept in `_rescued`.
 
 use std::process::Command;
 
@@ -72,11 +74,17 @@ const POSTS: &[Post] = &[
 
 fn raw(post: &Post, table: Table) -> Value {
     match table {
-        Table::Pin => json!({
-            "index": post.ind, "unique_id": format!("uid-{}", post.ind), "title": "A title",
-            "category": post.category, "poster_name": post.poster, "follower_count": post.followers,
-            "downloaded": 1, "save_location": format!("Local save in /data/{}", post.category),
-        }),
+        Table::Pin => {
+            let mut pin = json!({
+                "index": post.ind, "unique_id": format!("uid-{}", post.ind), "title": "A title",
+                "category": post.category, "poster_name": post.poster, "follower_count": post.followers,
+                "downloaded": 1, "save_location": format!("Local save in /data/{}", post.category),
+            });
+            if post.ind == 14 {
+                pin["new_field"] = json!({"source": "app"});
+            }
+            pin
+        }
         Table::Geo => {
             let mut geo = json!({"ind": post.ind, "timestamp": post.timestamp, "latitude": 1.5, "longitude": -2.25});
             if let Some(country) = post.country {
@@ -367,6 +375,10 @@ fn ad_hoc_sql_over_the_tables_and_the_unique_views() {
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["rows"], json!([{"user_name": "Lu Doe", "age": 17}]));
     assert_eq!(v["question"], "sql");
+    // Rescued fields are on the tables, as JSON text that SQL can take apart.
+    let out = pinpipe(&["--format", "json", "--sql", "SELECT ind, _rescued FROM pin WHERE _rescued IS NOT NULL"]);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["rows"], json!([{"ind": 14, "_rescued": r#"{"new_field":{"source":"app"}}"#}]));
     // No quarantine table in this lake: an empty one stands in.
     let out = pinpipe(&["--format", "csv", "--sql", "SELECT COUNT(*) AS n FROM quarantine"]);
     assert_eq!(out, "n\n0\n");

@@ -8,7 +8,8 @@
 //! - an integer that came as text is exactly the number the text says (no rounding);
 //! - `to_json_line` is a JSON object whose values are the cells, and its timestamps read back
 //!   through the same rules to the same instant;
-//! - a clean `pin` line cleans again to the same record (the rules are idempotent).
+//! - a clean `pin` line cleans again to the same record (the rules are idempotent), its
+//!   rescued fields, if any, rescued once more under `_rescued`.
 
 use pinpipe::Table;
 use pinpipe::clean::{Cell, CleanRecord, ColumnType, Rule, clean, clean_bytes, decode};
@@ -152,7 +153,12 @@ fn check_json_line(table: Table, record: &CleanRecord) {
     let parsed: Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("to_json_line is not JSON ({e}): {line}"));
     let object = parsed.as_object().unwrap_or_else(|| panic!("to_json_line is not an object: {line}"));
-    assert_eq!(object.len(), table.columns().len(), "one key per column: {line}");
+    let rescued = record.rescued.as_ref().map(|r| serde_json::from_str::<Value>(r.as_str()).expect("rescued JSON"));
+    assert_eq!(object.len(), table.columns().len() + usize::from(rescued.is_some()), "one key per column: {line}");
+    if let Some(rescued) = &rescued {
+        assert!(rescued.is_object(), "rescued fields are an object: {line}");
+        assert_eq!(object.get("_rescued"), Some(rescued), "{line}");
+    }
     for (column, cell) in table.columns().iter().zip(&record.cells) {
         let value = object.get(column.name).unwrap_or_else(|| panic!("{} missing from {line}", column.name));
         match cell {
@@ -178,7 +184,10 @@ fn check_json_line(table: Table, record: &CleanRecord) {
     }
     if table == Table::Pin {
         let again = clean_bytes(Table::Pin, line.as_bytes());
-        assert_eq!(again.as_ref(), Ok(record), "cleaning a clean pin changes it: {line}");
+        let again = again.unwrap_or_else(|e| panic!("a clean pin is rejected ({e}): {line}"));
+        assert_eq!(again.cells, record.cells, "cleaning a clean pin changes it: {line}");
+        let rescued_again = again.rescued.map(|r| serde_json::from_str::<Value>(r.as_str()).expect("rescued JSON"));
+        assert_eq!(rescued_again, rescued.map(|r| serde_json::json!({"_rescued": r})), "{line}");
     }
 }
 

@@ -30,6 +30,20 @@ pub enum TriggerError {
 /// Handles a Kinesis event as the Lambda runtime delivers it, answering with the partial
 /// batch response Lambda expects (`ReportBatchItemFailures`).
 pub async fn handle_kinesis_event(sink: &TableSink, event: &KinesisEvent) -> KinesisEventResponse {
+    handle_kinesis_batch(sink, event).await.response
+}
+
+/// What handling one Kinesis event did: the answer for Lambda, and the batch's summary when it
+/// committed (for a caller that drives the consumer itself, such as `pinpipe demo`).
+#[derive(Debug)]
+pub struct HandledBatch {
+    pub response: KinesisEventResponse,
+    pub summary: Option<BatchSummary>,
+}
+
+/// [`handle_kinesis_event`], with the summary of the batch: the same log line, metrics and
+/// answer.
+pub async fn handle_kinesis_batch(sink: &TableSink, event: &KinesisEvent) -> HandledBatch {
     let started = Instant::now();
     let table = sink.table();
     let mut response = KinesisEventResponse::default();
@@ -43,12 +57,16 @@ pub async fn handle_kinesis_event(sink: &TableSink, event: &KinesisEvent) -> Kin
                 rows_written = summary.rows.rows_written,
                 already_committed = summary.rows.already_committed,
                 quarantined = summary.quarantined.rows_written,
+                rows_with_rescued_fields = summary.rows_with_rescued_fields,
+                freshness_p50_ms = summary.record_ages.p50_ms(),
+                freshness_max_ms = summary.record_ages.max_ms(),
                 commit_version = summary.rows.version,
                 quarantine_version = summary.quarantined.version,
                 duration_ms = elapsed.as_millis() as u64,
                 "{}",
                 summary.outcome()
-            )
+            );
+            HandledBatch { response, summary: Some(summary) }
         }
         Err(error) => {
             // Nothing after the first record is known to be durable in both tables, so retry
@@ -59,9 +77,9 @@ pub async fn handle_kinesis_event(sink: &TableSink, event: &KinesisEvent) -> Kin
                 response.add_failure(first);
             }
             crate::metrics::emit_batch_failure(FUNCTION, table.name());
+            HandledBatch { response, summary: None }
         }
     }
-    response
 }
 
 /// Cleans and commits one Kinesis batch through `sink`, exactly once per record.
@@ -94,5 +112,6 @@ fn source_record(record: &KinesisEventRecord) -> Result<SourceRecord<'_>, Trigge
         origin: Origin { source: format!("kinesis:{stream}/{shard}"), position: sequence.clone() },
         data: record.kinesis.data.as_slice(),
         unreadable: None,
+        arrived_at: Some(record.kinesis.approximate_arrival_timestamp.0),
     })
 }

@@ -30,6 +30,7 @@
 //! - [`kinesis_trigger`]: a Kinesis event batch through the sink (the stream consumer).
 //! - [`batch`]: Kafka Connect S3 sink objects through the same sink (docs/batch-files.md).
 //! - [`lake`]: the Delta Lake tables, and appends with exactly-once progress per source.
+//! - [`freshness`]: how old the records a commit lands are (commit time minus arrival).
 //! - [`maintenance`]: compaction, checkpoints, log cleanup and vacuum.
 //! - [`config`], [`logging`], [`metrics`], [`backoff`]: what every function starts with,
 //!   reports through and waits by.
@@ -44,6 +45,7 @@ pub mod backoff;
 pub mod batch;
 pub mod clean;
 pub mod config;
+pub mod freshness;
 mod json;
 #[cfg(feature = "lake")]
 pub mod kinesis_trigger;

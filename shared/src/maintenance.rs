@@ -179,10 +179,12 @@ async fn compact(table: &mut DeltaTable, policy: &MaintenancePolicy) -> Result<(
     }
     let store = table.object_store();
     let mut writer = RecordBatchWriter::for_table(table)?.with_target_file_size(policy.target_file_size);
+    let schema = writer.arrow_schema();
     for file in &small {
         let bytes = store.get(&Path::parse(&file.path)?).await?.bytes().await?;
         for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()? {
-            writer.write(batch?).await?;
+            // A file from before the table gained a column (`_rescued`) gets it, as nulls.
+            writer.write(crate::lake::with_table_columns(&schema, batch?)?).await?;
         }
     }
     let adds = writer.flush().await?;

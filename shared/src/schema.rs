@@ -19,6 +19,10 @@ use crate::clean::{Cell, CleanRecord, ColumnType};
 pub const SOURCE: &str = "_source";
 pub const POSITION: &str = "_position";
 pub const INGESTED_AT: &str = "_ingested_at";
+/// The last column of every clean table: the record's fields that no cleaning rule reads, as
+/// JSON text, or null. Last, because that is where Delta adds a column to a table created
+/// before it existed, so old and new tables have the same column order (docs/records.md).
+pub const RESCUED: &str = crate::clean::RESCUED_COLUMN;
 
 /// Where a record came from: `kinesis:<stream>/<shard>` with its sequence number, or
 /// `s3://<bucket>/<key>` with its line number.
@@ -46,13 +50,16 @@ fn arrow_type(ty: ColumnType) -> DataType {
     }
 }
 
-/// The schema of a clean table: its columns in the order of docs/records.md (the key `ind` not null), then lineage.
+/// The schema of a clean table: its columns in the order of docs/records.md (the key `ind` not
+/// null), then lineage, then the rescued fields. A column added here goes last and nullable:
+/// the sink adds it to existing tables (`lake::add_missing_columns`), at the end.
 pub fn table_schema(table: Table) -> SchemaRef {
     let mut fields: Vec<Field> =
         table.columns().iter().enumerate().map(|(i, c)| Field::new(c.name, arrow_type(c.ty), i != 0)).collect();
     fields.push(Field::new(SOURCE, DataType::Utf8, false));
     fields.push(Field::new(POSITION, DataType::Utf8, false));
     fields.push(Field::new(INGESTED_AT, timestamp_type(), false));
+    fields.push(Field::new(RESCUED, DataType::Utf8, true));
     Arc::new(Schema::new(fields))
 }
 
@@ -62,7 +69,7 @@ pub fn table_batch<R: Borrow<(CleanRecord, Origin)>>(
     rows: &[R],
     ingested_at: i64,
 ) -> Result<RecordBatch, ArrowError> {
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(table.columns().len() + 3);
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(table.columns().len() + 4);
     for (i, column) in table.columns().iter().enumerate() {
         let cells = rows.iter().map(|row| &row.borrow().0.cells[i]);
         columns.push(build_column(column.ty, cells, rows.len())?);
@@ -81,6 +88,8 @@ pub fn table_batch<R: Borrow<(CleanRecord, Origin)>>(
             .with_timezone("UTC")
             .finish_with(rows.len(), ingested_at),
     ));
+    let rescued = rows.iter().map(|row| row.borrow().0.rescued.as_ref().map(|r| r.as_str()));
+    columns.push(Arc::new(deltalake::arrow::array::StringArray::from_iter(rescued)));
     RecordBatch::try_new(table_schema(table), columns)
 }
 
@@ -226,16 +235,36 @@ mod tests {
         assert_eq!(types[0], ("ind", DataType::Int64));
         assert_eq!(types[2], ("coordinates", coordinates_type()));
         assert_eq!(types[3], ("timestamp", timestamp_type()));
-        assert_eq!(types[4..].iter().map(|t| t.0).collect::<Vec<_>>(), [SOURCE, POSITION, INGESTED_AT]);
+        assert_eq!(types[4..].iter().map(|t| t.0).collect::<Vec<_>>(), [SOURCE, POSITION, INGESTED_AT, RESCUED]);
         assert_eq!(batch.column(2).null_count(), 1);
         assert_eq!(batch.column(3).null_count(), 1);
+    }
+
+    #[test]
+    fn rescued_fields_are_the_last_column_as_text_and_null_when_there_are_none() {
+        let raws = [r#"{"ind": 1, "extra": {"a": [1, 2.50]}, "note": "x"}"#, r#"{"ind": 2}"#];
+        let rows: Vec<_> = raws
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (clean_bytes(Table::User, r.as_bytes()).unwrap(), origin(i)))
+            .collect();
+        let batch = table_batch(Table::User, &rows, 42).unwrap();
+        let schema = batch.schema();
+        let last = schema.fields().last().unwrap();
+        assert_eq!((last.name().as_str(), last.data_type(), last.is_nullable()), (RESCUED, &DataType::Utf8, true));
+        let rescued = batch
+            .column(batch.num_columns() - 1)
+            .as_any()
+            .downcast_ref::<deltalake::arrow::array::StringArray>()
+            .unwrap();
+        assert_eq!(rescued.iter().collect::<Vec<_>>(), [Some(r#"{"extra":{"a": [1, 2.50]},"note":"x"}"#), None]);
     }
 
     #[test]
     fn every_table_schema_starts_with_its_clean_columns() {
         for table in Table::ALL {
             let schema = table_schema(table);
-            assert_eq!(schema.fields().len(), table.columns().len() + 3);
+            assert_eq!(schema.fields().len(), table.columns().len() + 4);
             assert!(!schema.field(0).is_nullable(), "{table}: the key is never null");
             let empty = table_batch::<(CleanRecord, Origin)>(table, &[], 0).unwrap();
             assert_eq!(empty.num_rows(), 0);

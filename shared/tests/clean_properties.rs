@@ -37,9 +37,9 @@ fn field_value() -> impl Strategy<Value = Value> {
     ]
 }
 
-/// Every raw field any table reads, from the tables' own rules.
+/// Every raw field any table reads, from the tables' own rules, and one that none reads.
 fn fields() -> Vec<&'static str> {
-    let mut fields: Vec<&'static str> = Table::ALL.iter().flat_map(|t| t.raw_fields()).collect();
+    let mut fields: Vec<&'static str> = Table::ALL.iter().flat_map(|t| t.raw_fields()).chain(["new_field"]).collect();
     fields.sort_unstable();
     fields.dedup();
     fields
@@ -84,6 +84,10 @@ proptest! {
                 if let Cell::Coordinates([lat, lon]) = cell {
                     prop_assert!(lat.abs() <= 90.0 && lon.abs() <= 180.0);
                 }
+            }
+            if let Some(rescued) = &record.rescued {
+                let object = serde_json::from_str::<Value>(rescued.as_str());
+                prop_assert!(object.as_ref().is_ok_and(Value::is_object), "rescued: {}", rescued.as_str());
             }
             let origin = Origin { source: "fuzz".into(), position: "0".into() };
             let batch = table_batch(table, &[(record, origin)], 0);

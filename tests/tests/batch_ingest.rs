@@ -16,7 +16,8 @@ use pinpipe::sink::TableSink;
 use pinpipe::table::QUARANTINE_TABLE;
 use pinpipe_tests::fault_proxy::{Fault, FaultPlan, FaultProxy};
 use pinpipe_tests::{
-    deliver_until_success, endpoint, geo_batch, inds_once, lake_through, new_bucket, read_table, s3_client, str_column,
+    deliver_until_success, endpoint, geo_batch, inds_once, int_column, lake_through, new_bucket, read_table, s3_client,
+    str_column,
 };
 use serde_json::json;
 
@@ -233,4 +234,40 @@ async fn injected_s3_faults_during_batch_ingest_lose_no_row_and_duplicate_none()
     assert!(deliveries > 1, "some faults must fail a delivery, so that a retry has to skip what landed");
     let expected: Vec<i64> = [0i64, 1_000].into_iter().flat_map(|base| base..base + 40).collect();
     assert_eq!(inds_once(&lake, "geo").await, expected);
+}
+
+#[tokio::test]
+async fn fields_no_rule_reads_land_through_the_batch_path_and_the_summary_counts_them_with_freshness() {
+    let bucket = new_bucket().await;
+    let lake = Lake::new(format!("s3://{bucket}/lake"));
+    let lines = format!(
+        "{}\n{}\n",
+        r#"{"ind": 1, "first_name": "Ann", "loyalty": {"tier": "gold", "points": 1.50e3}}"#,
+        user(2)
+    );
+    let before_put = chrono::Utc::now();
+    let object = put(&bucket, &key("user", 0, 0, "json"), lines.into_bytes()).await;
+    let summary = BatchIngest::new(PREFIX, lake.clone(), s3_objects().await)
+        .handle_s3_event(&notification(&[object]))
+        .await
+        .expect("ingest succeeds");
+    let ingested_within = chrono::Utc::now() - before_put;
+
+    let totals = &summary.tables[&Table::User];
+    assert_eq!((totals.rows_written, totals.rows_with_rescued_fields), (2, 1));
+    let json = summary.to_json();
+    assert_eq!(json["tables"]["user"]["rows_with_rescued_fields"], 1);
+    // Freshness counts from the object's Last-Modified (whole seconds in S3's header).
+    let max = json["tables"]["user"]["freshness_max_ms"].as_i64().expect("a freshness");
+    assert!(max <= ingested_within.num_milliseconds() + 1_000, "{max} ms");
+    assert!(json["tables"]["user"]["freshness_p50_ms"].as_i64() <= Some(max));
+
+    let users = read_table(&lake, "user").await.unwrap();
+    let mut rows: Vec<(Option<i64>, Option<String>)> =
+        int_column(&users, "ind").into_iter().zip(str_column(&users, "_rescued")).collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [(Some(1), Some(r#"{"loyalty":{"tier": "gold", "points": 1.50e3}}"#.to_string())), (Some(2), None)]
+    );
 }

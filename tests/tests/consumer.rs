@@ -8,7 +8,7 @@ use deltalake::arrow::datatypes::{DataType, TimeUnit};
 use pinpipe::Table;
 use pinpipe::kinesis_trigger::{consume_kinesis, handle_kinesis_event};
 use pinpipe::lake::Lake;
-use pinpipe::local::events::{KinesisDelivery, kinesis_event, sequence_number};
+use pinpipe::local::events::{KinesisDelivery, KinesisSource, kinesis_event, kinesis_source_event, sequence_number};
 use pinpipe::sink::TableSink;
 use pinpipe::table::QUARANTINE_TABLE;
 use pinpipe_tests::{int_column, new_bucket, read_table, str_column, unique};
@@ -104,7 +104,8 @@ async fn a_kinesis_batch_lands_every_clean_pin_row_with_spec_types_on_s3() {
             "downloaded",
             "_source",
             "_position",
-            "_ingested_at"
+            "_ingested_at",
+            "_rescued"
         ]
     );
     assert_eq!(batch.schema().field_with_name("ind").unwrap().data_type(), &DataType::Int64);
@@ -221,4 +222,106 @@ async fn two_consumers_of_different_shards_committing_at_once_both_land() {
         int_column(&read_table(&lake, "geo").await.unwrap(), "ind").into_iter().flatten().collect();
     inds.sort();
     assert_eq!(inds, (0..=40).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn fields_no_rule_reads_reach_the_table_as_sent_and_the_batch_counts_them() {
+    let lake = s3_lake().await;
+    let sink = TableSink::new(Table::Pin, lake.clone());
+    let with_new_fields =
+        br#"{"index": 1, "title": "t", "new_field": "important", "extra": {"a": 1, "b": [2.50, null]}}"#;
+    let records = vec![with_new_fields.to_vec(), pin_record(2)];
+    let summary = consume_kinesis(&sink, &event("streaming-t-pin", SHARD, 1, &records)).await.unwrap();
+    assert_eq!((summary.rows.rows_written, summary.rows_with_rescued_fields), (2, 1));
+
+    let batch = read_table(&lake, "pin").await.unwrap();
+    let mut rescued: Vec<(Option<i64>, Option<String>)> =
+        int_column(&batch, "ind").into_iter().zip(str_column(&batch, "_rescued")).collect();
+    rescued.sort();
+    assert_eq!(
+        rescued,
+        [
+            (Some(1), Some(r#"{"new_field":"important","extra":{"a": 1, "b": [2.50, null]}}"#.to_string())),
+            (Some(2), None)
+        ]
+    );
+    assert_eq!(str_column(&batch, "title").iter().filter(|t| t.as_deref() == Some("t")).count(), 1);
+}
+
+#[tokio::test]
+async fn a_pin_table_written_before_rescued_fields_gains_the_column_and_keeps_its_rows() {
+    use pinpipe::clean::clean_bytes;
+    use pinpipe::lake::{Marked, Position, SourceKey, TableAppender};
+    use pinpipe::schema::{Origin, table_batch, table_schema};
+    let lake = s3_lake().await;
+    // The table as pinpipe created it before this column: clean columns and lineage only.
+    let schema = table_schema(Table::Pin);
+    let old_columns: Vec<usize> = (0..schema.fields().len() - 1).collect();
+    let old_schema = std::sync::Arc::new(schema.project(&old_columns).unwrap());
+    assert_eq!(old_schema.fields().last().unwrap().name(), "_ingested_at");
+    let old_rows: Vec<_> = (1..=3)
+        .map(|ind| Marked {
+            key: SourceKey::Sequence(format!("kinesis/streaming-t-pin/{SHARD}")),
+            position: Position::parse(&ind.to_string()).unwrap(),
+            item: (
+                clean_bytes(Table::Pin, &pin_record(ind)).unwrap(),
+                Origin { source: "old".into(), position: ind.to_string() },
+            ),
+        })
+        .collect();
+    let table = lake.open_or_create("pin", &old_schema).await.unwrap();
+    TableAppender::new(table)
+        .unwrap()
+        .append(&old_rows, Default::default(), |fresh| Ok(table_batch(Table::Pin, fresh, 0)?.project(&old_columns)?))
+        .await
+        .unwrap();
+    assert!(read_table(&lake, "pin").await.unwrap().column_by_name("_rescued").is_none());
+
+    // The consumer, upgraded, takes the next batch of the same shard.
+    let sink = TableSink::new(Table::Pin, lake.clone());
+    let records = vec![br#"{"index": 4, "campaign": "spring"}"#.to_vec(), pin_record(5)];
+    let summary = consume_kinesis(&sink, &event("streaming-t-pin", SHARD, 4, &records)).await.unwrap();
+    assert_eq!((summary.rows.rows_written, summary.rows_with_rescued_fields), (2, 1));
+
+    let batch = read_table(&lake, "pin").await.unwrap();
+    assert_eq!(batch.schema().fields().last().unwrap().name(), "_rescued");
+    let mut rows: Vec<(Option<i64>, Option<String>)> =
+        int_column(&batch, "ind").into_iter().zip(str_column(&batch, "_rescued")).collect();
+    rows.sort();
+    let expected: Vec<(Option<i64>, Option<String>)> = vec![
+        (Some(1), None),
+        (Some(2), None),
+        (Some(3), None),
+        (Some(4), Some(r#"{"campaign":"spring"}"#.to_string())),
+        (Some(5), None),
+    ];
+    assert_eq!(rows, expected);
+}
+
+#[tokio::test]
+async fn a_batch_reports_how_old_its_records_were_from_their_arrival_times() {
+    let (_dir, lake) = local_lake();
+    let sink = TableSink::new(Table::Geo, lake.clone());
+    let arn = "arn:aws:kinesis:us-east-1:123456789012:stream/streaming-t-geo";
+    let source =
+        KinesisSource { stream_arn: arn, region: "us-east-1", invoke_identity_arn: "arn:aws:iam::123456789012:role/r" };
+    let now = chrono::Utc::now().timestamp_millis() as f64 / 1e3;
+    let records: Vec<Vec<u8>> = (1..=5).map(geo_record).collect();
+    let seqs: Vec<String> = (1..=5).map(sequence_number).collect();
+    // Arrived 50, 40, 30, 20 and 10 seconds ago.
+    let deliveries: Vec<(KinesisDelivery, f64)> = (0..5)
+        .map(|i| {
+            let delivery =
+                KinesisDelivery { shard_id: SHARD, sequence_number: &seqs[i], partition_key: "k", data: &records[i] };
+            (delivery, now - 50.0 + 10.0 * i as f64)
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let summary = consume_kinesis(&sink, &kinesis_source_event(&source, &deliveries)).await.unwrap();
+    let took = started.elapsed().as_secs_f64() + 0.01;
+    let (p50, max) =
+        (summary.record_ages.p50().unwrap().as_secs_f64(), summary.record_ages.max().unwrap().as_secs_f64());
+    assert!((29.99..30.0 + took).contains(&p50), "p50 {p50} s: the middle record arrived 30 s ago");
+    assert!((49.99..50.0 + took).contains(&max), "max {max} s: the oldest record arrived 50 s ago");
+    assert_eq!(summary.record_ages.len(), 5);
 }

@@ -51,6 +51,8 @@ impl IngestSummary {
                 let totals = serde_json::json!({
                     "records_in": t.records_in, "rows_written": t.rows_written,
                     "already_committed": t.already_committed, "quarantined": t.quarantined, "commits": t.commits,
+                    "rows_with_rescued_fields": t.rows_with_rescued_fields,
+                    "freshness_p50_ms": t.record_ages.p50_ms(), "freshness_max_ms": t.record_ages.max_ms(),
                 });
                 (table.name().to_string(), totals)
             })
@@ -87,6 +89,8 @@ struct Pending {
     position: Position,
     origin: Origin,
     raw: ObjectRecord,
+    /// When its object was written: the batch path's freshness counts from there.
+    arrived_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl BatchIngest {
@@ -123,6 +127,9 @@ impl BatchIngest {
                         already_committed = totals.already_committed,
                         quarantined = totals.quarantined,
                         commits = totals.commits,
+                        rows_with_rescued_fields = totals.rows_with_rescued_fields,
+                        freshness_p50_ms = totals.record_ages.p50_ms(),
+                        freshness_max_ms = totals.record_ages.max_ms(),
                         "objects committed"
                     );
                 }
@@ -168,14 +175,14 @@ impl BatchIngest {
             let mut chunk: Vec<Pending> = Vec::new();
             let mut chunk_bytes = 0usize;
             for (object, connect) in objects {
-                let Some(body) = self.source.open(object).await? else {
+                let Some(opened) = self.source.open(object).await? else {
                     let skip = Skip(format!("{}: the object no longer exists", object.key));
                     tracing::warn!(bucket = %object.bucket, reason = %skip, "object skipped");
                     summary.skipped.push(skip);
                     continue;
                 };
                 summary.objects_read += 1;
-                let mut reader = RecordReader::new(body, connect.gzip);
+                let mut reader = RecordReader::new(opened.body, connect.gzip);
                 let key = connect.source_key();
                 let source = self.source.locate(object);
                 let read_error =
@@ -188,6 +195,7 @@ impl BatchIngest {
                         position: Position::parse(&offset.to_string()).expect("an offset is a decimal"),
                         origin: Origin { source: source.clone(), position: raw.line.to_string() },
                         raw,
+                        arrived_at: opened.last_modified,
                     });
                     offset += 1;
                     if chunk.len() >= self.limits.records || chunk_bytes >= self.limits.bytes {
@@ -219,6 +227,7 @@ async fn commit(sink: &TableSink, chunk: &mut Vec<Pending>) -> Result<BatchSumma
             origin: p.origin.clone(),
             data: &p.raw.bytes,
             unreadable: p.raw.unreadable.clone(),
+            arrived_at: p.arrived_at,
         })
         .collect();
     let summary = sink.consume(records).await?;

@@ -44,5 +44,5 @@ mod reader;
 pub use crate::sink::TableTotals;
 pub use ingest::{BatchIngest, BatchLimits, IngestError, IngestSummary};
 pub use key::{ConnectObject, Skip, TOPICS_DIR, decode_key, objects_of, parse_key};
-pub use object::{LocalObjects, ObjectBody, ObjectRef, ObjectSource, S3Objects, SourceError};
+pub use object::{LocalObjects, ObjectBody, ObjectRef, ObjectSource, OpenedObject, S3Objects, SourceError};
 pub use reader::{MAX_OBJECT_RECORD_BYTES, ObjectRecord, RecordReader};

@@ -6,7 +6,9 @@
 //! the clean schema is a [`Rejection`] with a reason a person can act on.
 
 use std::borrow::Cow;
+use std::cell::Cell as Flag;
 
+use serde::de::DeserializeSeed;
 use serde_json::{Map, Value};
 
 use crate::Table;
@@ -18,10 +20,10 @@ mod rules;
 mod test_support;
 mod values;
 
-pub use record::{Cell, CleanRecord, format_timestamp};
+pub use record::{Cell, CleanRecord, RESCUED_COLUMN, Rescued, format_timestamp};
 pub use rules::{Column, ColumnType, Rule};
 
-use raw::{FieldValue, NULL, RawRecord, TopLevel};
+use raw::{FieldValue, NULL, RawRecord, TopLevel, TopLevelOf};
 use values::{float, follower_count, integer, save_path, string, timestamp};
 
 /// Why a record could not be cleaned. Goes to the quarantine table with the raw bytes.
@@ -51,19 +53,28 @@ fn invalid_json(raw: &[u8], e: serde_json::Error) -> Rejection {
 }
 
 /// Decodes and cleans one raw record: the hot path of both ingest paths. The record is parsed
-/// once into a [`RawRecord`] that borrows its strings from `raw`; `decode` + `clean` give the
-/// same answer (the fuzz targets check that they agree).
+/// once into a [`RawRecord`] that borrows its strings, and the text of the fields no rule reads,
+/// from `raw`; `decode` + `clean` give the same answer (the fuzz targets check that they agree;
+/// [`Rescued`] compares the JSON the texts hold, since a parsed map no longer has the text).
 pub fn clean_bytes(table: Table, raw: &[u8]) -> Result<CleanRecord, Rejection> {
-    match serde_json::from_slice::<TopLevel>(raw) {
+    let met_unread = Flag::new(false);
+    let mut deserializer = serde_json::Deserializer::from_slice(raw);
+    let parsed = TopLevelOf { reads: table.read_fields(), met_unread: &met_unread }
+        .deserialize(&mut deserializer)
+        .and_then(|top| deserializer.end().map(|()| top));
+    match parsed {
         Ok(TopLevel::Object(record)) => clean_raw(table, &record),
         Ok(TopLevel::Other(found)) => reject(format!("not a JSON object (found {found})")),
+        // Past a field no rule reads, the fault is named by the parse `decode` does (see
+        // `TopLevelOf::met_unread`): rare, and only ever for records that are then rejected.
+        Err(_) if met_unread.get() => decode(raw).and_then(|map| clean(table, &map)),
         Err(e) => Err(invalid_json(raw, e)),
     }
 }
 
 /// Applies the table's rules to one raw record.
 pub fn clean(table: Table, raw: &Map<String, Value>) -> Result<CleanRecord, Rejection> {
-    clean_raw(table, &RawRecord::from_map(raw))
+    clean_raw(table, &RawRecord::from_map(raw, table.read_fields()))
 }
 
 fn clean_raw(table: Table, raw: &RawRecord) -> Result<CleanRecord, Rejection> {
@@ -72,7 +83,7 @@ fn clean_raw(table: Table, raw: &RawRecord) -> Result<CleanRecord, Rejection> {
         .iter()
         .map(|column| column.rule.apply(raw).map_err(|Rejection(why)| Rejection(format!("{}: {why}", column.name))))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(CleanRecord { cells })
+    Ok(CleanRecord { cells, rescued: raw.unread_json().map(Rescued::from_json_text) })
 }
 
 impl Rule {
@@ -184,6 +195,63 @@ mod tests {
             Cell::Str("Abigail".into())
         );
         assert_eq!(cell(Table::User, json!({"ind": 1}), "user_name"), Cell::Null);
+    }
+
+    fn rescued(table: Table, raw: &str) -> Option<String> {
+        clean_bytes(table, raw.as_bytes()).expect("record cleans").rescued.map(|r| r.as_str().to_string())
+    }
+
+    #[test]
+    fn fields_no_rule_reads_are_rescued_with_their_values_as_sent() {
+        let raw = r#"{"index": 7, "new_field": "important", "extra": {"a": 1, "b": [1.50, 2e3, -0, 12345678901234567890123]},
+            "title": "t", "note": "caf\u00e9 \"q\"", "flag": true, "nothing": null}"#;
+        assert_eq!(
+            rescued(Table::Pin, raw).as_deref(),
+            Some(
+                r#"{"new_field":"important","extra":{"a": 1, "b": [1.50, 2e3, -0, 12345678901234567890123]},"note":"caf\u00e9 \"q\"","flag":true,"nothing":null}"#
+            )
+        );
+        let line = clean_bytes(Table::Pin, br#"{"index": 7, "new_field": "important", "extra": {"a": 1}}"#)
+            .unwrap()
+            .to_json_line(Table::Pin);
+        assert!(
+            line.ends_with(r#""downloaded":null,"_rescued":{"new_field":"important","extra":{"a": 1}}}"#),
+            "{line}"
+        );
+        assert!(serde_json::from_str::<Value>(&line).is_ok(), "{line}");
+    }
+
+    #[test]
+    fn a_record_whose_fields_are_all_read_rescues_nothing() {
+        let all_read = r#"{"index": 1, "ind": 2, "title": "t", "downloaded": 0}"#;
+        assert_eq!(rescued(Table::Pin, all_read), None);
+        assert_eq!(rescued(Table::Geo, r#"{"ind": 1, "latitude": 1, "longitude": 2, "country": "x"}"#), None);
+        assert_eq!(rescued(Table::User, r#"{"ind": 1, "first_name": "a", "last_name": "b"}"#), None);
+        let line = clean_bytes(Table::Pin, all_read.as_bytes()).unwrap().to_json_line(Table::Pin);
+        assert!(!line.contains(RESCUED_COLUMN), "{line}");
+    }
+
+    #[test]
+    fn what_a_table_rescues_depends_on_its_own_rules() {
+        // `title` is a pin field: a geo record that carries one keeps it aside.
+        assert_eq!(rescued(Table::Geo, r#"{"ind": 1, "title": "t", "index": 2}"#).as_deref(), Some(r#"{"title":"t"}"#));
+    }
+
+    #[test]
+    fn rescued_keys_are_json_strings_and_a_repeated_key_keeps_its_last_value() {
+        let raw = r#"{"ind": 1, "ne\u0077 \"key\"": [], "tab\tkey": {}, "dup": 1, "other": 2, "dup": "last"}"#;
+        let text = rescued(Table::User, raw).unwrap();
+        assert_eq!(text, r#"{"new \"key\"":[],"tab\tkey":{},"other":2,"dup":"last"}"#);
+        let object: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(object["new \"key\""], serde_json::json!([]));
+    }
+
+    #[test]
+    fn a_rejected_record_is_rejected_whatever_it_rescues() {
+        assert_eq!(
+            clean_bytes(Table::User, br#"{"ind": 1, "age": "twenty", "extra": 1}"#),
+            Err(Rejection(r#"age: cannot convert "twenty" to an integer"#.into()))
+        );
     }
 
     #[test]

@@ -119,6 +119,67 @@ impl Table {
         }
         fields
     }
+
+    /// [`Table::raw_fields`], worked out once: the parse of every record asks it of each key,
+    /// to tell the fields the rules read from those it rescues.
+    pub(super) fn read_fields(self) -> &'static ReadFields {
+        static READ_FIELDS: std::sync::OnceLock<[ReadFields; 3]> = std::sync::OnceLock::new();
+        let all = READ_FIELDS.get_or_init(|| Table::ALL.map(|t| ReadFields::new(t.raw_fields())));
+        let i = Table::ALL.iter().position(|t| *t == self).expect("every table is in Table::ALL");
+        &all[i]
+    }
+}
+
+/// The raw fields a table's rules read, numbered: the parse asks of every key of every record
+/// whether a rule reads it and under which number, and the rules ask it for their fields' values.
+#[derive(Debug)]
+pub(super) struct ReadFields {
+    names: Vec<&'static str>,
+    /// By [`slot_of`] a name: its number + 1, 0 for no name, [`SHARED_SLOT`] when names share
+    /// the slot. One load and one comparison tell a key's number, where a scan of the names
+    /// would compare text for several of them.
+    slots: [u8; SLOTS],
+}
+
+const SLOTS: usize = 1024;
+const SHARED_SLOT: u8 = u8::MAX;
+
+/// A slot from a name's length and first letter (5 bits each): cheap, and the three tables'
+/// names each get a slot of their own (`ind` and `index`, `title` and `tag_list` differ in length).
+#[inline]
+fn slot_of(name: &str) -> usize {
+    let first = name.as_bytes().first().map_or(0, |b| usize::from(*b));
+    (name.len() & 31) << 5 | first & 31
+}
+
+impl ReadFields {
+    fn new(names: Vec<&'static str>) -> Self {
+        assert!(names.len() < usize::from(SHARED_SLOT), "a table reads fewer than 255 fields");
+        let mut slots = [0u8; SLOTS];
+        for (i, name) in names.iter().enumerate() {
+            let slot = &mut slots[slot_of(name)];
+            *slot = if *slot == 0 { i as u8 + 1 } else { SHARED_SLOT };
+        }
+        Self { names, slots }
+    }
+
+    /// How many fields the rules read.
+    pub(super) fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// The number of the field `key`, if a rule reads it.
+    #[inline]
+    pub(super) fn number(&self, key: &str) -> Option<usize> {
+        match self.slots[slot_of(key)] {
+            0 => None,
+            SHARED_SLOT => self.names.iter().position(|name| *name == key),
+            slot => {
+                let i = usize::from(slot - 1);
+                (self.names[i] == key).then_some(i)
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +240,26 @@ mod tests {
                 "{column} = {placeholder:?}"
             );
         }
+    }
+
+    #[test]
+    fn every_field_a_rule_reads_is_found_by_its_number_and_no_other_key_is() {
+        for table in Table::ALL {
+            let reads = table.read_fields();
+            let names = table.raw_fields();
+            assert_eq!(reads.len(), names.len());
+            for (i, name) in names.iter().enumerate() {
+                assert_eq!(reads.number(name), Some(i), "{table}.{name}");
+                assert_eq!(reads.slots[slot_of(name)], i as u8 + 1, "{table}.{name} has a slot of its own");
+            }
+            for other in ["", "x", "Index", "indexx", "new_field", "first_nam", "tilte"] {
+                assert_eq!(reads.number(other), None, "{table}: {other:?}");
+            }
+        }
+        // Names that share a slot (same length, same first letter) are still told apart, by text.
+        let shared = ReadFields::new(vec!["ab", "ac"]);
+        assert_eq!(shared.slots[slot_of("ab")], SHARED_SLOT);
+        assert_eq!((shared.number("ab"), shared.number("ac"), shared.number("ad")), (Some(0), Some(1), None));
     }
 
     #[test]

@@ -129,6 +129,47 @@ impl Lake {
     }
 }
 
+/// Adds to `table` the columns of `schema` it lacks, nullable, after its own: one Delta
+/// `ADD COLUMNS` commit (a `metaData` action with the wider schema), which readers of the table
+/// follow, old files reading as null in the new columns. Nothing is written when the table has
+/// them all, so it is safe to call on every open. Safe when writers race to add the same
+/// column: the loser's commit conflicts with the winner's metadata change, and it reloads the
+/// table and finds the column there. Returns the table as it now is.
+///
+/// Only for columns a table gains at its end (see `schema::table_schema`): a column of `schema`
+/// that is not nullable cannot be given to rows already written, and is refused.
+pub async fn add_missing_columns(mut table: DeltaTable, schema: &SchemaRef) -> Result<DeltaTable, LakeError> {
+    let uri = table.table_url().to_string();
+    let delta = |source| LakeError::Delta { uri: uri.clone(), source };
+    let wanted: StructType = schema.as_ref().try_into_kernel().map_err(|e| delta(e.into()))?;
+    for attempt in 1..=MAX_COMMIT_ATTEMPTS {
+        let current = table.snapshot().map_err(delta)?.schema();
+        let missing: Vec<_> = wanted.fields().filter(|f| current.field(f.name()).is_none()).cloned().collect();
+        if missing.is_empty() {
+            return Ok(table);
+        }
+        if let Some(required) = missing.iter().find(|f| !f.is_nullable()) {
+            let why =
+                format!("column {} is not nullable, so rows already in the table cannot have it", required.name());
+            return Err(delta(DeltaTableError::Generic(why)));
+        }
+        let names: Vec<&str> = missing.iter().map(|f| f.name().as_str()).collect();
+        match table.clone().add_columns().with_fields(missing.clone()).await {
+            Ok(evolved) => {
+                tracing::info!(table = %uri, columns = ?names, version = ?evolved.version(), "added columns to the table");
+                return Ok(evolved);
+            }
+            Err(e) if is_conflict(&e) => {
+                tracing::info!(table = %uri, attempt, error = %e, "another writer changed the table first; reloading it");
+                tokio::time::sleep(COMMIT_BACKOFF.delay(attempt)).await;
+                table.update_state().await.map_err(delta)?;
+            }
+            Err(e) => return Err(delta(e)),
+        }
+    }
+    Err(LakeError::Contended { uri, attempts: MAX_COMMIT_ATTEMPTS })
+}
+
 /// The columns whose statistics a table keeps (`delta.dataSkippingStatsColumns`): all but the
 /// binary ones. delta-rs keeps no min/max for a binary column (the quarantine's raw bytes) and
 /// says so in a WARN line per written file, which tells an operator nothing; naming the columns
@@ -165,7 +206,7 @@ impl Lake {
             let reader =
                 ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()).map_err(|e| delta(e.into()))?;
             for batch in reader {
-                batches.push(batch?);
+                batches.push(with_table_columns(&schema, batch?)?);
             }
         }
         Ok(Some(deltalake::arrow::compute::concat_batches(&std::sync::Arc::new(schema), &batches)?))
@@ -179,6 +220,27 @@ impl Lake {
             table.snapshot().map_err(|source| LakeError::Delta { uri: table.table_url().to_string(), source })?;
         Ok(Some(snapshot.log_data().into_iter().map(|f| f.num_records().unwrap_or(0) as u64).sum()))
     }
+}
+
+/// `batch`, read from one of a table's files, with the table's columns (`schema`): a file
+/// written before the table gained a column (see [`add_missing_columns`]) reads as null in it.
+/// For whatever reads a table's Parquet files itself: [`Lake::read_all`], compaction.
+pub(crate) fn with_table_columns(
+    schema: &deltalake::arrow::datatypes::Schema,
+    batch: RecordBatch,
+) -> Result<RecordBatch, deltalake::arrow::error::ArrowError> {
+    if batch.schema().fields().len() == schema.fields().len() {
+        return Ok(batch);
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) => column.clone(),
+            None => deltalake::arrow::array::new_null_array(field.data_type(), batch.num_rows()),
+        })
+        .collect();
+    RecordBatch::try_new(std::sync::Arc::new(schema.clone()), columns)
 }
 
 #[cfg(test)]

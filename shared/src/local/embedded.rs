@@ -17,6 +17,8 @@ pub struct StoredRecord {
     pub sequence_number: String,
     pub partition_key: String,
     pub data: Vec<u8>,
+    /// When it was put: what Kinesis gives consumers as `approximateArrivalTimestamp`.
+    pub arrived_at: chrono::DateTime<chrono::Utc>,
 }
 
 struct EmbeddedStream {
@@ -65,6 +67,7 @@ impl EmbeddedStreams {
             sequence_number: sequence_number.clone(),
             partition_key: entry.partition_key,
             data: entry.data,
+            arrived_at: chrono::Utc::now(),
         });
         Ok(PutAck { sequence_number, shard_id: self.shard_id(shard) })
     }

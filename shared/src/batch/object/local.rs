@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use tokio::io::BufReader;
 
-use super::{ObjectBody, ObjectRef, ObjectSource, SourceError};
+use super::{ObjectRef, ObjectSource, OpenedObject, SourceError};
 
 /// Objects in a local folder that stands for the bucket: `<root>/<key>` (the bucket name is
 /// not used). `pinpipe emulate --kafka-files` and the demo write this layout.
@@ -20,9 +20,13 @@ impl LocalObjects {
 
 #[async_trait::async_trait]
 impl ObjectSource for LocalObjects {
-    async fn open(&self, object: &ObjectRef) -> Result<Option<ObjectBody>, SourceError> {
+    async fn open(&self, object: &ObjectRef) -> Result<Option<OpenedObject>, SourceError> {
         match tokio::fs::File::open(self.root.join(&object.key)).await {
-            Ok(file) => Ok(Some(Box::new(BufReader::new(file)))),
+            Ok(file) => {
+                let modified = file.metadata().await.and_then(|m| m.modified()).ok();
+                let last_modified = modified.map(chrono::DateTime::<chrono::Utc>::from);
+                Ok(Some(OpenedObject { body: Box::new(BufReader::new(file)), last_modified }))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(SourceError::new(object, e)),
         }

@@ -1,6 +1,7 @@
 //! The object port: where the batch path reads objects from. [`S3Objects`] in Lambda,
 //! [`LocalObjects`] for the demo and local runs.
 
+use chrono::{DateTime, Utc};
 use tokio::io::AsyncBufRead;
 
 mod local;
@@ -19,8 +20,8 @@ pub struct ObjectRef {
 /// Where objects are read from: S3 in Lambda, a local folder for the demo.
 #[async_trait::async_trait]
 pub trait ObjectSource: Send + Sync {
-    /// The object's bytes as a stream, or `None` if it no longer exists.
-    async fn open(&self, object: &ObjectRef) -> Result<Option<ObjectBody>, SourceError>;
+    /// The object opened for reading, or `None` if it no longer exists.
+    async fn open(&self, object: &ObjectRef) -> Result<Option<OpenedObject>, SourceError>;
 
     /// Where the object is, as the lineage and quarantine tables name it.
     fn locate(&self, object: &ObjectRef) -> String {
@@ -29,6 +30,13 @@ pub trait ObjectSource: Send + Sync {
 }
 
 pub type ObjectBody = Box<dyn AsyncBufRead + Send + Unpin>;
+
+/// An object opened for reading: its bytes as a stream, and when it was written (S3's
+/// `Last-Modified`, a file's modification time), from which its records' freshness counts.
+pub struct OpenedObject {
+    pub body: ObjectBody,
+    pub last_modified: Option<DateTime<Utc>>,
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("reading s3://{bucket}/{key}: {detail}")]

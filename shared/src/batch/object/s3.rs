@@ -9,7 +9,7 @@ use object_store::RetryConfig;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 
-use super::{ObjectBody, ObjectRef, ObjectSource, SourceError};
+use super::{ObjectRef, ObjectSource, OpenedObject, SourceError};
 
 /// Objects in S3, streamed with `GetObject` by object_store's S3 client (the lake's own).
 pub struct S3Objects {
@@ -58,14 +58,15 @@ impl S3Objects {
 
 #[async_trait::async_trait]
 impl ObjectSource for S3Objects {
-    async fn open(&self, object: &ObjectRef) -> Result<Option<ObjectBody>, SourceError> {
+    async fn open(&self, object: &ObjectRef) -> Result<Option<OpenedObject>, SourceError> {
         let store = self.store(object)?;
         // The key as S3 names it: `parse` keeps it as it is, where `from` would re-encode a `%`.
         let path = ObjectPath::parse(&object.key).unwrap_or_else(|_| ObjectPath::from(object.key.as_str()));
         match store.get(&path).await {
             Ok(found) => {
+                let last_modified = Some(found.meta.last_modified);
                 let body = found.into_stream().map_err(std::io::Error::from);
-                Ok(Some(Box::new(tokio_util::io::StreamReader::new(body))))
+                Ok(Some(OpenedObject { body: Box::new(tokio_util::io::StreamReader::new(body)), last_modified }))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(error) => Err(SourceError::new(object, error)),
