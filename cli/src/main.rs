@@ -9,6 +9,7 @@ use pinpipe::Table;
 mod clean;
 mod demo;
 mod emulate;
+mod poll;
 mod query;
 
 #[derive(Parser)]
@@ -36,6 +37,10 @@ enum Command {
     /// Answer the analytics questions of docs/analytics.md (or `--sql`) with SQL over the lake's Delta
     /// tables: aligned tables, CSV or JSON, and SVG bar charts with `--chart DIR`.
     Query(query::QueryArgs),
+    /// Do locally what Lambda's Kinesis event source mapping does: read a stream shard by shard,
+    /// invoke a function (`cargo lambda watch`) with Lambda's event batches, follow its partial
+    /// batch responses, and keep each shard's position in a file.
+    Poll(poll::PollArgs),
 }
 
 fn parse_table(s: &str) -> Result<Table, String> {
@@ -77,6 +82,27 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("pinpipe query: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Poll(args) => {
+            let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+            match runtime.block_on(poll::run(&args)) {
+                Ok(report) => {
+                    println!(
+                        "pinpipe poll: {}: {} records done in {} invocations of {} ({} retried); positions in {}",
+                        args.stream,
+                        report.records,
+                        report.invocations,
+                        args.function,
+                        report.retries,
+                        args.state_file().display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("pinpipe poll: {e:#}");
                     ExitCode::FAILURE
                 }
             }
