@@ -3,17 +3,26 @@
 
 PINPIPE_VENV="${PINPIPE_VENV:-$root/.venv}"
 export PINPIPE_VENV
+# checkov has a virtualenv of its own (see scripts/requirements-checkov.txt), inside this one.
+PINPIPE_CHECKOV_VENV="$PINPIPE_VENV/checkov"
 
-# Creates the virtualenv and installs the pinned Python tools, once.
-ensure_venv() {
-  local stamp="$PINPIPE_VENV/.pinpipe-requirements"
-  if [ -f "$stamp" ] && cmp -s "$stamp" "$root/scripts/requirements.txt"; then
+# Creates a virtualenv and installs pinned requirements into it, again only when they changed.
+install_venv() {
+  local venv="$1" requirements="$2"
+  local stamp="$venv/.pinpipe-requirements"
+  if [ -f "$stamp" ] && cmp -s "$stamp" "$requirements"; then
     return
   fi
-  echo "== installing Python test tools into $PINPIPE_VENV"
-  python3 -m venv "$PINPIPE_VENV"
-  "$PINPIPE_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$root/scripts/requirements.txt"
-  cp "$root/scripts/requirements.txt" "$stamp"
+  echo "== installing $(basename "$requirements") into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$stamp"
+}
+
+# The pinned Python tools (scripts/requirements.txt, and checkov), once.
+ensure_venv() {
+  install_venv "$PINPIPE_VENV" "$root/scripts/requirements.txt"
+  install_venv "$PINPIPE_CHECKOV_VENV" "$root/scripts/requirements-checkov.txt"
 }
 
 free_port() {

@@ -37,7 +37,7 @@ if [ "$#" -eq 0 ]; then
   "$PINPIPE_VENV/bin/cfn-lint" template.yaml
   passed=$((passed + 1))
   echo "== checkov template.yaml"
-  "$PINPIPE_VENV/bin/checkov" -f template.yaml --quiet --compact --skip-download
+  "$PINPIPE_CHECKOV_VENV/bin/checkov" -f template.yaml --quiet --compact --skip-download
   passed=$((passed + 1))
 
   # The real function binaries under `cargo lambda watch`, invoked with events/ (about a minute
