@@ -13,12 +13,16 @@
 //!   with the time spent inside the Kinesis adapter subtracted; `--embedded` puts to pinpipe's
 //!   in-memory streams instead, with no network, for profiling the handler
 //!   (`cargo build --profile profiling -p pinpipe-bench`, then `perf record`).
+//! - `scale-depth`, `scale-writers`, `scale-progress` (issue 11): commit cost against the table's
+//!   depth, throughput of concurrent writers on one table, S3 requests per batch, and the progress
+//!   state checkpoints keep; see `scale`.
 //! - `report`: the summary table from the JSON lines.
 
 mod before;
 mod floor;
 mod report;
 mod runtime_stub;
+mod scale;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -97,8 +101,12 @@ fn main() -> Result<(), Error> {
         "floor" => floor::run(&args),
         "coldstart" => runtime_stub::coldstart(&args),
         "producer" => runtime()?.block_on(producer(&args)),
+        "scale-depth" => runtime()?.block_on(scale::depth(&args)),
+        "scale-writers" => runtime()?.block_on(scale::writers(&args)),
+        "scale-progress" => runtime()?.block_on(scale::progress(&args)),
         "report" => report::print(Path::new(args.req("results")?)),
-        _ => Err("usage: pinpipe-bench gen|consume|floor|coldstart|producer|report [--flags]".into()),
+        _ => Err("usage: pinpipe-bench gen|consume|floor|coldstart|producer|scale-depth|scale-writers|scale-progress|report [--flags]"
+            .into()),
     }
 }
 

@@ -12,21 +12,40 @@ const GB_SECOND: f64 = 0.000_013_333_4;
 const PER_REQUEST: f64 = 0.20 / 1e6;
 /// Firehose Direct PUT: $0.029 per GB ingested, each record rounded up to 5 KB.
 const FIREHOSE_PER_GB: f64 = 0.029;
+/// S3 Standard requests (us-east-1): PUT, COPY, POST, LIST per request; GET (and HEAD, billed as
+/// GET) per request. DELETE is free.
+const S3_PUT_LIST: f64 = 0.005 / 1e3;
+const S3_GET: f64 = 0.0004 / 1e3;
 
 const MB: f64 = 1024.0 * 1024.0;
 
-struct Row {
-    figure: String,
-    measured: String,
-    target: &'static str,
-    result: String,
+pub(crate) struct Row {
+    pub figure: String,
+    pub measured: String,
+    pub target: &'static str,
+    pub result: String,
 }
 
-fn verdict(pass: bool) -> String {
+pub(crate) fn verdict(pass: bool) -> String {
     if pass { "PASS".into() } else { "**FAIL**".into() }
 }
 
-fn f(v: &Value, key: &str) -> f64 {
+/// S3 request cost of `by_kind` request counts (the fault proxy's kinds), in dollars.
+pub(crate) fn s3_request_cost(by_kind: &serde_json::Map<String, Value>) -> f64 {
+    by_kind
+        .iter()
+        .map(|(kind, n)| {
+            let n = n.as_f64().unwrap_or(0.0);
+            match kind.as_str() {
+                "GET" | "HEAD" => n * S3_GET,
+                "DELETE" => 0.0,
+                _ => n * S3_PUT_LIST,
+            }
+        })
+        .sum()
+}
+
+pub(crate) fn f(v: &Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(f64::NAN)
 }
 
@@ -202,6 +221,8 @@ pub fn print(results: &Path) -> Result<(), Error> {
             result: "info".into(),
         });
     }
+
+    crate::scale::report_rows(&lines, &mut rows);
 
     println!("Machine: {}", machine());
     println!();

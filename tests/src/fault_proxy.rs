@@ -6,10 +6,17 @@
 //! the client cannot know its write (a Delta commit, say) landed. It also serialises
 //! conditional PUTs, because moto's conditional PUT is not atomic under concurrency and the
 //! tests are about pinpipe's behaviour, not moto's.
+//!
+//! For benchmarks it can also add a fixed latency to every request ([`FaultProxy::set_latency`],
+//! none by default), as a real S3 round trip has, and it counts requests by kind
+//! ([`FaultStats::requests_by_kind`]). Its thread is named `fault-proxy`, so a benchmark can
+//! tell the proxy's CPU time from its own.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -61,6 +68,8 @@ pub struct FaultStats {
     pub dropped_before: AtomicU64,
     pub dropped_after: AtomicU64,
     pub throttled_entries: AtomicU64,
+    /// Requests by kind: the HTTP method, with S3 listings (`GET ?list-type=`) as `LIST`.
+    by_kind: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl FaultStats {
@@ -71,6 +80,24 @@ impl FaultStats {
             + self.dropped_after.load(Ordering::Relaxed)
             + self.throttled_entries.load(Ordering::Relaxed)
     }
+
+    /// How many requests of each kind went through: `PUT`, `GET`, `LIST`, `HEAD`, `POST`, ...
+    pub fn requests_by_kind(&self) -> BTreeMap<&'static str, u64> {
+        self.by_kind.lock().unwrap().clone()
+    }
+
+    fn count(&self, method: &hyper::Method, query: Option<&str>) {
+        let kind = match *method {
+            hyper::Method::GET if query.is_some_and(|q| q.split('&').any(|p| p.starts_with("list-type="))) => "LIST",
+            hyper::Method::GET => "GET",
+            hyper::Method::PUT => "PUT",
+            hyper::Method::HEAD => "HEAD",
+            hyper::Method::POST => "POST",
+            hyper::Method::DELETE => "DELETE",
+            _ => "other",
+        };
+        *self.by_kind.lock().unwrap().entry(kind).or_default() += 1;
+    }
 }
 
 struct State {
@@ -79,6 +106,8 @@ struct State {
     plan: Mutex<FaultPlan>,
     rng: Mutex<StdRng>,
     conditional_puts: tokio::sync::Mutex<()>,
+    /// Added to every request before it is forwarded, in microseconds.
+    latency_us: AtomicU64,
     stats: Arc<FaultStats>,
 }
 
@@ -101,12 +130,14 @@ impl FaultProxy {
             plan: Mutex::new(plan),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             conditional_puts: tokio::sync::Mutex::new(()),
+            latency_us: AtomicU64::new(0),
             stats: stats.clone(),
         });
         let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
         let (bound, address) = std::sync::mpsc::channel();
         let serving = state.clone();
-        std::thread::spawn(move || {
+        // Named, so that a benchmark can tell the proxy's CPU time from its own.
+        let spawned = std::thread::Builder::new().name("fault-proxy".into()).spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("proxy runtime");
             runtime.block_on(async move {
                 let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind loopback");
@@ -128,6 +159,7 @@ impl FaultProxy {
                 }
             });
         });
+        spawned.expect("proxy thread");
         let endpoint = format!("http://{}", address.recv().expect("proxy started"));
         FaultProxy { endpoint, stats, state, shutdown: Some(shutdown) }
     }
@@ -135,6 +167,13 @@ impl FaultProxy {
     /// Replaces the fault plan, e.g. to stop faulting before reading results back.
     pub fn set_plan(&self, plan: FaultPlan) {
         *self.state.plan.lock().unwrap() = plan;
+    }
+
+    /// Delays every request by `latency` before forwarding it (a network round trip; none by
+    /// default). The delay comes before the serialisation of conditional PUTs, so concurrent
+    /// requests wait in parallel, as they would for S3.
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.latency_us.store(latency.as_micros() as u64, Ordering::Relaxed);
     }
 }
 
@@ -183,6 +222,11 @@ fn error_response(status: StatusCode, code: &str) -> Response<Full<Bytes>> {
 
 async fn forward(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Dropped> {
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    state.stats.count(req.method(), req.uri().query());
+    let latency = state.latency_us.load(Ordering::Relaxed);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_micros(latency)).await;
+    }
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let fault = pick_fault(&state, &method, &path);
