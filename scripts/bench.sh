@@ -5,6 +5,15 @@
 #   BENCH_FUNCTIONS_DIR=target/x86_64-unknown-linux-gnu/release scripts/bench.sh
 #                                    # cold starts and sizes of functions built elsewhere
 #   BENCH_NO_BUILD=1                 # use the pinpipe-bench already built in CARGO_TARGET_DIR
+#   BENCH_ONLY=scale scripts/bench.sh
+#                                    # only these sections (comma-separated): main, scale
+#
+# The scale section (issue 11, about 10 minutes): commit cost against the table's depth
+# (BENCH_SCALE_VERSIONS=5000 on local disk, BENCH_SCALE_S3_VERSIONS=1000 on moto S3), 1-16
+# concurrent writers on one table (BENCH_SCALE_SECONDS=20 each), S3 requests per batch, the
+# all-in cost per million records at the template's defaults, and the progress state a month
+# leaves in a checkpoint. S3 is moto behind the integration tests' fault proxy: +20 ms per
+# request, conditional PUTs serialised.
 #
 # Each measurement runs in a fresh process on deterministic emulator input: the stream
 # consumer's handler on Lambda-sized Kinesis events (10,000 records, and the most that fit the
@@ -18,10 +27,14 @@ cd "$root"
 source scripts/lib.sh
 target="${CARGO_TARGET_DIR:-$root/target}"
 batches="${BENCH_BATCHES:-5}"
+only="${BENCH_ONLY:-}"
+want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 
 ensure_venv
 functions="${BENCH_FUNCTIONS_DIR:-}"
-if [ -z "$functions" ]; then
+if ! want main; then
+  : # the functions are only for the main section's cold starts
+elif [ -z "$functions" ]; then
   echo "== building the release functions, one at a time as they are deployed" >&2
   for function in stream-consumer maintenance producer; do cargo build --release -q -p "$function"; done
   functions="$target/release"
@@ -46,6 +59,7 @@ event_paths() {
   local k; for k in $(seq 0 $((batches - 1))); do echo "$work/events/$1-$2-$k.json"; done
 }
 
+if want main; then # (not indented, to keep this section as it was)
 echo "== events from the emulator" >&2
 for table in pin geo user; do
   for set in 10000 max; do
@@ -89,6 +103,37 @@ creds=(--env AWS_REGION=us-east-1 --env AWS_ACCESS_KEY_ID=pinpipe-bench --env AW
   --env PINPIPE_LAKE_URI=s3://pinpipe-bench/cold >>"$results"
 "$bench" coldstart --name producer --bin "$functions/producer" "${creds[@]}" \
   --env PINPIPE_PREFIX=0a1b2c3d4e5f >>"$results"
+fi
+
+if want scale; then
+  scale_started=$SECONDS
+  versions="${BENCH_SCALE_VERSIONS:-5000}"
+  s3_versions="${BENCH_SCALE_S3_VERSIONS:-1000}"
+  seconds="${BENCH_SCALE_SECONDS:-20}"
+  echo "== scale: depth to v$versions, a fresh process continuing it, progress state, 8 writers (local disk)" >&2
+  "$bench" scale-depth --lake "$work/scale-depth" --versions "$versions" --label local >>"$results"
+  "$bench" scale-depth --lake "$work/scale-depth" --versions "$((versions + 200))" --shard 1 --label local-continued >>"$results"
+  "$bench" scale-progress --lake "$work/scale-progress" >>"$results"
+  "$bench" scale-writers --lake "$work/scale-writers" --writers 8 --seconds "$seconds" --label local >>"$results"
+
+  echo "== scale: moto S3 behind the fault proxy (+20 ms per request): depth to v$s3_versions, 1-16 writers, cost" >&2
+  [ -n "${MOTO_PID:-}" ] || start_moto
+  bucket() { # a fresh bucket per measurement: moto lists a bucket by scanning all its keys
+    curl -fsS -X PUT "$AWS_ENDPOINT_URL/pinpipe-scale-$1" >/dev/null && echo "s3://pinpipe-scale-$1/lake"
+  }
+  "$bench" scale-probe --lake "$(bucket probe)" >>"$results"
+  "$bench" scale-depth --lake "$(bucket depth)" --versions "$s3_versions" --latency-ms 20 --label s3 >>"$results"
+  for w in 1 2 4 8 16; do
+    "$bench" scale-writers --lake "$(bucket "writers-$w")" --writers "$w" --seconds "$seconds" --latency-ms 20 \
+      --label s3 >>"$results"
+  done
+  # The cost at the template's defaults: its BatchSize records per batch, the consumer's memory.
+  batch_size="$(awk '/^  BatchSize:/ {p = 1} p && /Default:/ {print $2; exit}' template.yaml)"
+  memory="$(awk '/^  ConsumerMemorySize:/ {p = 1} p && /Default:/ {print $2; exit}' template.yaml)"
+  "$bench" scale-writers --lake "$(bucket cost)" --writers 1 --records "$batch_size" --memory-mb "$memory" \
+    --seconds "$((seconds / 2))" --latency-ms 20 --label cost >>"$results"
+  echo "== scale section took $((SECONDS - scale_started)) s" >&2
+fi
 
 [ -n "${BENCH_KEEP:-}" ] && cp "$results" "$BENCH_KEEP"
 "$bench" report --results "$results"

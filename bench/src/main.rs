@@ -15,7 +15,7 @@
 //!   (`cargo build --profile profiling -p pinpipe-bench`, then `perf record`).
 //! - `scale-depth`, `scale-writers`, `scale-progress` (issue 11): commit cost against the table's
 //!   depth, throughput of concurrent writers on one table, S3 requests per batch, and the progress
-//!   state checkpoints keep; see `scale`.
+//!   state checkpoints keep; `scale-probe`, what the moto harness itself serves; see `scale`.
 //! - `report`: the summary table from the JSON lines.
 
 mod before;
@@ -93,6 +93,11 @@ fn main() -> Result<(), Error> {
     let mut argv = std::env::args().skip(1);
     let command = argv.next().unwrap_or_default();
     let args = Args::parse(argv);
+    if let Ok(directives) = std::env::var("RUST_LOG") {
+        // Diagnostics on stderr (stdout carries the JSON lines), e.g. RUST_LOG=pinpipe=debug.
+        let filter = tracing_subscriber::EnvFilter::try_new(directives)?;
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
+    }
     let runtime = || tokio::runtime::Builder::new_multi_thread().enable_all().build();
     match command.as_str() {
         "gen" => gen_events(&args),
@@ -104,8 +109,9 @@ fn main() -> Result<(), Error> {
         "scale-depth" => runtime()?.block_on(scale::depth(&args)),
         "scale-writers" => runtime()?.block_on(scale::writers(&args)),
         "scale-progress" => runtime()?.block_on(scale::progress(&args)),
+        "scale-probe" => runtime()?.block_on(scale::probe(&args)),
         "report" => report::print(Path::new(args.req("results")?)),
-        _ => Err("usage: pinpipe-bench gen|consume|floor|coldstart|producer|scale-depth|scale-writers|scale-progress|report [--flags]"
+        _ => Err("usage: pinpipe-bench gen|consume|floor|coldstart|producer|scale-depth|scale-writers|scale-progress|scale-probe|report [--flags]"
             .into()),
     }
 }
