@@ -66,7 +66,9 @@ pub async fn consume(
     }
     if !rejected.is_empty() {
         let delta = open(lake, &mut handles.1, QUARANTINE_TABLE, quarantine_schema()).await?;
-        delta.append(&rejected, metadata("quarantine", rejected.len()), |fresh| Ok(quarantine_batch(fresh, now)?)).await?;
+        delta
+            .append(&rejected, metadata("quarantine", rejected.len()), |fresh| Ok(quarantine_batch(fresh, now)?))
+            .await?;
     }
     Ok(())
 }

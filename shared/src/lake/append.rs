@@ -27,7 +27,7 @@
 //! commit.
 //!
 //! Every `checkpointInterval` versions (100 by default) the writer that lands on the boundary
-//! writes a checkpoint, so cold starts read a checkpoint and a short tail.
+//! has a checkpoint written, in the background, so cold starts read a checkpoint and a short tail.
 //!
 //! The scheme assumes each source is written by one delivery at a time, as Lambda does for a
 //! shard with `ParallelizationFactor: 1` (the template's setting); two deliveries racing on the
@@ -44,8 +44,8 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
 
-use super::LakeError;
 use super::progress::{Marked, Position, SourceKey, committed_position};
+use super::{LOAD_ATTEMPTS, LakeError, is_listing_gap};
 use crate::backoff::Backoff;
 
 /// How many commits an append may lose races to before it gives up (the batch then fails and
@@ -56,12 +56,18 @@ pub const MAX_COMMIT_ATTEMPTS: u32 = 64;
 /// with other writers and are retried at once; more mean contention.
 const RACES_BEFORE_BACKOFF: u32 = 3;
 
-/// Commits behind the table after which an appender reloads instead of reading them one by one.
+/// Commits an appender reads one by one to catch up with the table before it reloads instead.
 const MAX_TAIL_TO_READ: u64 = 32;
 
-/// The pause after conflicting commit attempt n: full jitter up to 100 ms, 200 ms, 400 ms, ...
-/// (100 ms · 2^(n-1)), capped at 2 s.
-pub const COMMIT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+/// Sources an appender keeps positions of past its loaded state before it reloads the table.
+const MAX_TAIL_ENTRIES: usize = 50_000;
+
+/// The pause after conflicting commit attempt n: full jitter up to 20 ms, 40 ms, 80 ms, ...
+/// (20 ms · 2^(n-1)), capped at 160 ms. Short on purpose: an appender that has lost a race has
+/// already read on to the table's head, so the next attempt is not doomed; the pause only
+/// spreads writers that keep colliding. A long pause would starve the writer that loses most
+/// (with 8 writers, pauses growing to 2 s made the slowest batch wait 10–25 s).
+pub const COMMIT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(160));
 
 /// What an exactly-once append did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -100,7 +106,8 @@ enum Winner {
     MovedOurSources,
     /// It is this very commit (the answer to our PUT was lost, the PUT landed).
     Ours,
-    /// It changed the schema, protocol or table properties: reload the table.
+    /// It changed the schema, protocol or table properties (or the appender is too far behind
+    /// to read the log commit by commit): reload the table.
     Reshaped,
 }
 
@@ -134,7 +141,13 @@ impl TableAppender {
 
     /// Brings the table up to the latest version, the slow way (the whole log state is read).
     pub async fn reload(&mut self) -> Result<(), LakeError> {
-        self.table.update_state().await.map_err(|e| self.delta(e))?;
+        let mut attempt = 1;
+        while let Err(e) = self.table.update_state().await {
+            if !is_listing_gap(&e) || attempt >= LOAD_ATTEMPTS {
+                return Err(self.delta(e));
+            }
+            attempt += 1;
+        }
         let version = self.table.version().unwrap_or(self.version);
         (self.loaded, self.version) = (version, version);
         self.tail.clear();
@@ -195,10 +208,12 @@ impl TableAppender {
             }
             let now_ms = chrono::Utc::now().timestamp_millis();
             let mut txns = Vec::new();
+            let mut advanced = Vec::new();
             for (key, top) in &highest {
                 if committed[*key].as_ref().is_some_and(|done| *top <= done) {
                     continue;
                 }
+                advanced.push((*key, *top));
                 let versions = key.encode(top).ok_or_else(|| LakeError::Progress {
                     uri: self.uri(),
                     key: key.to_string(),
@@ -230,7 +245,7 @@ impl TableAppender {
                 };
                 match winner {
                     Winner::Ours => {
-                        self.learn_own(target, &txns);
+                        self.learn_own(target, &txns, &advanced);
                         self.checkpoint_if_due(target).await;
                         let rows_written = fresh.len();
                         let already_committed = items.len() - rows_written;
@@ -244,10 +259,21 @@ impl TableAppender {
                     }
                 }
                 races += 1;
-                tracing::debug!(table = %self.uri(), version = target, races, "lost a commit race; trying the next version");
+                // The table may have moved further than the commit we lost to: read on to its
+                // head, so the next attempt aims at a free version instead of losing again to a
+                // commit that is already there (a GET is cheaper than a refused PUT, and it does
+                // not hold up the writers whose PUTs are landing).
+                match self.read_ahead(&txns).await? {
+                    Winner::Unrelated | Winner::Ours => {}
+                    Winner::MovedOurSources => continue 'recompute,
+                    Winner::Reshaped => {
+                        self.reload().await?;
+                        continue 'recompute;
+                    }
+                }
+                tracing::debug!(table = %self.uri(), version = target, races, "lost a commit race; trying the head");
                 if races > RACES_BEFORE_BACKOFF {
                     tokio::time::sleep(COMMIT_BACKOFF.delay(races - RACES_BEFORE_BACKOFF)).await;
-                    self.catch_up_if_far_behind().await?;
                 }
             }
         }
@@ -282,6 +308,35 @@ impl TableAppender {
             // The version exists but cannot be read back yet: treat it as a reshape, and reload.
             return Ok(Winner::Reshaped);
         };
+        let winner = self.learn_commit(version, &bytes, ours)?;
+        Ok(match winner {
+            Winner::Unrelated | Winner::MovedOurSources if bytes.as_ref() == our_bytes => Winner::Ours,
+            other => other,
+        })
+    }
+
+    /// Reads the commits after [`Self::version`] up to the table's head (the first version not
+    /// written yet), learning each, and says what the first that matters means for an append of
+    /// `ours`. Far behind (an appender idle while others wrote), it stops reading and asks for
+    /// a reload instead.
+    async fn read_ahead(&mut self, ours: &[Transaction]) -> Result<Winner, LakeError> {
+        for _ in 0..MAX_TAIL_TO_READ {
+            let next = self.version + 1;
+            let Some(bytes) = self.table.log_store().read_commit_entry(next).await.map_err(|e| self.delta(e))? else {
+                return Ok(Winner::Unrelated);
+            };
+            match self.learn_commit(next, &bytes, ours)? {
+                Winner::Unrelated => {}
+                other => return Ok(other),
+            }
+        }
+        Ok(Winner::Reshaped)
+    }
+
+    /// Learns the commit `bytes` at `version` (the appender now knows the log up to it) and
+    /// says what it means for an append of `ours`: moved one of its sources, reshaped the
+    /// table, or neither.
+    fn learn_commit(&mut self, version: u64, bytes: &[u8], ours: &[Transaction]) -> Result<Winner, LakeError> {
         let mut theirs: Vec<(String, i64)> = Vec::new();
         let mut reshaped = false;
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)) {
@@ -306,8 +361,6 @@ impl TableAppender {
         }
         Ok(if reshaped {
             Winner::Reshaped
-        } else if bytes.as_ref() == our_bytes {
-            Winner::Ours
         } else if moved_ours {
             Winner::MovedOurSources
         } else {
@@ -315,48 +368,54 @@ impl TableAppender {
         })
     }
 
-    /// Records this appender's own commit at `version`.
-    fn learn_own(&mut self, version: u64, txns: &[Transaction]) {
+    /// Records this appender's own commit at `version`, which moved the sources `advanced` to
+    /// their new positions. Those positions stay known even when the next checkpoint rebase
+    /// clears the tail: otherwise the next batch would look its own source up in the log (a
+    /// scan of the checkpoint and the commits after it for each `txn` entry).
+    fn learn_own(&mut self, version: u64, txns: &[Transaction], advanced: &[(&SourceKey, &Position)]) {
         self.version = version;
         for txn in txns {
             self.tail.insert(txn.app_id.clone(), txn.version);
         }
-        self.known.retain(|key, _| key.app_ids().iter().all(|id| !txns.iter().any(|t| &t.app_id == id)));
-    }
-
-    /// After repeated lost races: if the table has moved far ahead, reloads it rather than
-    /// read every commit in between.
-    async fn catch_up_if_far_behind(&mut self) -> Result<(), LakeError> {
-        let latest = self.table.log_store().get_latest_version(self.version).await.map_err(|e| self.delta(e))?;
-        if latest > self.version + MAX_TAIL_TO_READ {
-            self.reload().await?;
+        for (key, position) in advanced {
+            self.known.insert((*key).clone(), Some((*position).clone()));
         }
-        Ok(())
     }
 
-    /// Writes a checkpoint when `version` is on the table's checkpoint interval, so a cold start
-    /// reads a checkpoint and a short tail of commits; and rebases the loaded state at `version`
-    /// (which also bounds `tail`) when it is due or when the tail has grown long. This is the
-    /// one append in a hundred that reads the whole log state. A failure here only costs the
-    /// next cold start time, so it is logged, not returned.
+    /// Has a checkpoint written for `version` when it is on the table's checkpoint interval,
+    /// so a cold start reads a checkpoint and a short tail of commits.
+    ///
+    /// The checkpoint is written by a task of its own, off the batch's path: writing one means
+    /// replaying the log up to `version` (a few hundred GETs on S3, seconds at the boundary),
+    /// which no batch should wait for. In Lambda the task runs on in the container (frozen
+    /// between invocations, resumed by the next); if the container goes away first, the
+    /// checkpoint is simply not there and the next boundary writes one. A failure only costs
+    /// the next cold start time, so it is logged.
+    ///
+    /// The appender's own loaded state is not rebased: what it knows past `loaded` is the
+    /// `txn` tail, one entry per source, not per commit. Only a tail of very many sources
+    /// (the batch path's objects, in a container alive for days) makes it reload.
     async fn checkpoint_if_due(&mut self, version: u64) {
-        let interval = self.table.snapshot().map(|s| s.table_config().checkpoint_interval.map_or(100, |n| n.get())).unwrap_or(100);
-        let due = version % interval == 0;
-        if !due && version - self.loaded < 4 * interval {
-            return;
+        let interval =
+            self.table.snapshot().map_or(100, |s| s.table_config().checkpoint_interval.map_or(100, |n| n.get()));
+        if version % interval == 0 {
+            let (log_store, uri) = (self.table.log_store(), self.uri());
+            tokio::spawn(async move {
+                let mut table = DeltaTable::new(log_store);
+                let written = match table.load_version(version).await {
+                    Ok(()) => deltalake::checkpoints::create_checkpoint(&table, None).await,
+                    Err(error) => Err(error),
+                };
+                match written {
+                    Ok(()) => tracing::info!(table = %uri, version, "checkpoint written"),
+                    Err(error) => tracing::warn!(table = %uri, version, %error, "checkpoint failed"),
+                }
+            });
         }
-        if let Err(error) = self.table.update_incremental(Some(version)).await {
-            tracing::warn!(table = %self.uri(), version, %error, "could not rebase the table after a commit");
-            return;
-        }
-        // `known` stays: it is as of `version`, which the loaded state now is too.
-        (self.loaded, self.version) = (version, version);
-        self.tail.clear();
-        if due {
-            match deltalake::checkpoints::create_checkpoint(&self.table, None).await {
-                Ok(()) => tracing::info!(table = %self.uri(), version, "checkpoint written"),
-                Err(error) => tracing::warn!(table = %self.uri(), version, %error, "checkpoint failed"),
-            }
+        if self.tail.len() > MAX_TAIL_ENTRIES
+            && let Err(error) = self.reload().await
+        {
+            tracing::warn!(table = %self.uri(), version, %error, "could not reload the table to shorten its txn tail");
         }
     }
 }
@@ -380,9 +439,9 @@ mod tests {
 
     #[test]
     fn backoff_is_bounded() {
-        assert_eq!(COMMIT_BACKOFF.ceiling(1), Duration::from_millis(100));
+        assert_eq!(COMMIT_BACKOFF.ceiling(1), Duration::from_millis(20));
         for attempt in 0..20 {
-            assert!(COMMIT_BACKOFF.delay(attempt) <= Duration::from_secs(2));
+            assert!(COMMIT_BACKOFF.delay(attempt) <= Duration::from_millis(160));
         }
     }
 }

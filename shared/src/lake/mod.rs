@@ -89,10 +89,17 @@ impl Lake {
         let url = self.table_url(name)?;
         let delta = |source| LakeError::Delta { uri: url.to_string(), source };
         let mut table = self.builder(url.clone()).map_err(delta)?;
-        match table.load().await {
-            Ok(()) => Ok(Some(table)),
-            Err(DeltaTableError::NotATable(_)) => Ok(None),
-            Err(e) => Err(delta(e)),
+        let mut attempt = 1;
+        loop {
+            match table.load().await {
+                Ok(()) => return Ok(Some(table)),
+                Err(DeltaTableError::NotATable(_)) => return Ok(None),
+                Err(e) if is_listing_gap(&e) && attempt < LOAD_ATTEMPTS => {
+                    tracing::debug!(table = %url, attempt, error = %e, "the log listing raced a commit; listing again");
+                    attempt += 1;
+                }
+                Err(e) => return Err(delta(e)),
+            }
         }
     }
 
@@ -127,6 +134,17 @@ impl Lake {
             },
         }
     }
+}
+
+/// How many times a table load lists the log when the listing raced a commit.
+pub(crate) const LOAD_ATTEMPTS: u32 = 3;
+
+/// Whether a failed load saw the log in the middle of other writers' commits: a listing of
+/// `_delta_log` is no snapshot (a local directory lists in hash order, S3 page by page), so a
+/// listing taken while versions N and N+1 are written can hold N+1 without N, and delta-rs
+/// refuses the gap. A second listing sees both. delta-rs reports it only as kernel error text.
+pub(crate) fn is_listing_gap(error: &DeltaTableError) -> bool {
+    error.to_string().contains("Expected contiguous commit files")
 }
 
 /// Adds to `table` the columns of `schema` it lacks, nullable, after its own: one Delta

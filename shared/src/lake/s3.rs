@@ -11,8 +11,8 @@ use std::str::FromStr;
 use std::sync::{Arc, Once};
 
 use deltalake::logstore::{
-    LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig, default_logstore,
-    logstore_factories, object_store_factories,
+    LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig, default_logstore, logstore_factories,
+    object_store_factories,
 };
 use deltalake::{DeltaResult, DeltaTableError, Path};
 use object_store::ObjectStoreScheme;
