@@ -11,6 +11,7 @@ mod demo;
 mod emulate;
 mod poll;
 mod query;
+mod redrive;
 
 #[derive(Parser)]
 #[command(name = "pinpipe", version, about = "pinpipe: a serverless pin/geo/user event pipeline into Delta Lake")]
@@ -41,6 +42,9 @@ enum Command {
     /// invoke a function (`cargo lambda watch`) with Lambda's event batches, follow its partial
     /// batch responses, and keep each shard's position in a file.
     Poll(poll::PollArgs),
+    /// Re-clean quarantined records with today's cleaning rules: the ones that pass land in
+    /// their table exactly once, the others stay with today's reason (`--dry-run`: only say).
+    Redrive(redrive::RedriveArgs),
 }
 
 fn parse_table(s: &str) -> Result<Table, String> {
@@ -103,6 +107,19 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("pinpipe poll: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Redrive(args) => {
+            let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+            match runtime.block_on(redrive::run(&args)) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("pinpipe redrive: {e:#}");
                     ExitCode::FAILURE
                 }
             }

@@ -37,8 +37,9 @@ use deltalake::datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::create_session;
 use pinpipe::Table;
 use pinpipe::lake::Lake;
+use pinpipe::redrive::redrives_schema;
 use pinpipe::schema::{quarantine_schema, table_schema};
-use pinpipe::table::QUARANTINE_TABLE;
+use pinpipe::table::{QUARANTINE_TABLE, REDRIVES_TABLE};
 use serde_json::{Value, json};
 
 /// One analytics query: a question of docs/analytics.md (question 3 has two parts, `3` and `3b`).
@@ -260,8 +261,8 @@ pub struct QueryArgs {
     /// Only this question of docs/analytics.md (1-8).
     #[arg(long, short = 'q', value_parser = clap::value_parser!(u8).range(1..=8), conflicts_with = "sql")]
     pub question: Option<u8>,
-    /// Run this SQL instead, over the tables `pin`, `geo`, `user` (and `quarantine` if there is
-    /// one) and the views `unique_pin`, `unique_geo`, `unique_user`, `age_groups`. Quote `"user"`
+    /// Run this SQL instead, over the tables `pin`, `geo`, `user`, `quarantine` and
+    /// `quarantine_redrives` (empty where the lake has none yet) and the views `unique_pin`, `unique_geo`, `unique_user`, `age_groups`. Quote `"user"`
     /// where SQL would read it as the USER function.
     #[arg(long)]
     pub sql: Option<String>,
@@ -298,11 +299,14 @@ pub fn lake_from_arg(root: &str) -> anyhow::Result<Lake> {
     Ok(Lake::new(dir.to_str().context("the lake path is not UTF-8")?))
 }
 
-/// A DataFusion session over the lake: the tables `pin`, `geo`, `user` (empty, with their
-/// schemas, where the lake has none yet), `quarantine` if there is one, and the views.
+/// A DataFusion session over the lake: the tables `pin`, `geo`, `user`, `quarantine` and
+/// `quarantine_redrives` (empty, with their schemas, where the lake has none yet), and the views.
 pub async fn session(lake: &Lake) -> anyhow::Result<SessionContext> {
     let ctx = create_session().into_inner();
-    let names = Table::ALL.iter().map(|t| (t.name(), Some(table_schema(*t)))).chain([(QUARANTINE_TABLE, None)]);
+    let names = Table::ALL
+        .iter()
+        .map(|t| (t.name(), table_schema(*t)))
+        .chain([(QUARANTINE_TABLE, quarantine_schema()), (REDRIVES_TABLE, redrives_schema())]);
     for (name, empty_schema) in names {
         match lake.open(name).await? {
             Some(table) => {
@@ -311,8 +315,7 @@ pub async fn session(lake: &Lake) -> anyhow::Result<SessionContext> {
                 ctx.register_table(name, provider)?;
             }
             None => {
-                let schema = empty_schema.unwrap_or_else(quarantine_schema);
-                ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
+                ctx.register_table(name, Arc::new(MemTable::try_new(empty_schema, vec![vec![]])?))?;
             }
         }
     }

@@ -16,10 +16,13 @@
 //!                      ├─ object   the object port: s3 and local adapters
 //!                      └─ reader   records out of a streamed object
 //!
-//!  maintenance λ ────▶ maintenance ──▶ lake
+//!  maintenance λ ──┬──▶ maintenance ──▶ lake
+//!                  └──▶ redrive ──▶ clean ──▶ lake (quarantine → table, exactly once; a ledger)
+//!  pinpipe redrive ──────▲
 //! ```
 //!
-//! - [`table`]: the three tables (and the quarantine), their stream, topic and lake names.
+//! - [`table`]: the three tables (and the quarantine, and its redrive ledger), their stream,
+//!   topic and lake names.
 //! - [`clean`]: decoding and the cleaning rules of each table, one rule list per table
 //!   (docs/cleaning.md); [`schema`] maps clean records onto Arrow/Delta.
 //! - [`api`]: the producer's REST contract (docs/rest-api.md), independent of Lambda:
@@ -29,15 +32,19 @@
 //!   table and rejects to the quarantine, whatever their source.
 //! - [`kinesis_trigger`]: a Kinesis event batch through the sink (the stream consumer).
 //! - [`batch`]: Kafka Connect S3 sink objects through the same sink (docs/batch-files.md).
-//! - [`lake`]: the Delta Lake tables, and appends with exactly-once progress per source.
+//! - [`lake`]: the Delta Lake tables, appends with exactly-once progress per source, and
+//!   column scans without a query engine (`lake::scan`).
 //! - [`freshness`]: how old the records a commit lands are (commit time minus arrival).
 //! - [`maintenance`]: compaction, checkpoints, log cleanup and vacuum.
+//! - [`redrive`]: quarantined records cleaned again after a rule change (`RULES_VERSION`), the
+//!   ones that now pass landed exactly once, a ledger of what became of each
+//!   (docs/cleaning.md#redrive).
 //! - [`config`], [`logging`], [`metrics`], [`backoff`]: what every function starts with,
 //!   reports through and waits by.
 //! - `local` (feature `local`): what runs on one machine only — the embedded stream service,
 //!   the post emulator, builders of Lambda events. No Lambda function turns it on.
 //!
-//! The features: `lake` (the Delta side: sink, triggers, batch, maintenance), `kinesis` (the
+//! The features: `lake` (the Delta side: sink, triggers, batch, maintenance, redrive), `kinesis` (the
 //! AWS SDK adapter, for the producer), `local`.
 
 pub mod backoff;
@@ -57,6 +64,8 @@ pub mod logging;
 #[cfg(feature = "lake")]
 pub mod maintenance;
 pub mod metrics;
+#[cfg(feature = "lake")]
+pub mod redrive;
 #[cfg(feature = "lake")]
 pub mod schema;
 #[cfg(feature = "lake")]

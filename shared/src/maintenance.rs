@@ -25,7 +25,7 @@ use deltalake::{DeltaTable, DeltaTableError, Path};
 use object_store::ObjectStoreExt as _;
 
 use crate::lake::{Lake, LakeError};
-use crate::table::{QUARANTINE_TABLE, Table};
+use crate::table::{QUARANTINE_TABLE, REDRIVES_TABLE, Table};
 
 /// How much work one maintenance run may do.
 #[derive(Debug, Clone)]
@@ -82,11 +82,12 @@ pub enum TableMaintenance {
     },
 }
 
-/// Maintains every table of the lake: the three clean tables and the quarantine. One table's
+/// Maintains every table of the lake: the three clean tables, the quarantine and the redrive
+/// ledger. One table's
 /// failure must not starve the others, so it is logged and reported, and the run goes on.
 pub async fn maintain_lake(lake: &Lake, policy: &MaintenancePolicy) -> Vec<TableMaintenance> {
     let mut outcomes = Vec::new();
-    for name in Table::ALL.iter().map(|t| t.name()).chain([QUARANTINE_TABLE]) {
+    for name in Table::ALL.iter().map(|t| t.name()).chain([QUARANTINE_TABLE, REDRIVES_TABLE]) {
         let outcome = match maintain(lake, name, policy).await {
             Ok(Some(report)) => {
                 tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "table maintained");

@@ -6,7 +6,8 @@ use std::borrow::Borrow;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    ArrayRef, BinaryBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BinaryBuilder, Float64Builder, Int32Array, Int64Builder, ListBuilder, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::error::ArrowError;
@@ -32,7 +33,13 @@ pub struct Origin {
     pub position: String,
 }
 
-fn timestamp_type() -> DataType {
+/// The column of the quarantine that records the version of the cleaning rules that rejected
+/// the row ([`crate::clean::RULES_VERSION`]). Last and nullable: quarantine tables from before
+/// it gain it the way clean tables gained `_rescued`, and their older rows read null, which
+/// means rules from before versions were recorded (version 0).
+pub const RULES_VERSION_COLUMN: &str = "rules_version";
+
+pub(crate) fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
@@ -168,7 +175,8 @@ pub struct Quarantined {
     pub reason: String,
 }
 
-/// The quarantine table: one row per rejected record of any table.
+/// The quarantine table: one row per rejected record of any table. A column added here goes
+/// last and nullable, like a clean table's (the sink adds it to existing quarantine tables).
 pub fn quarantine_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("table", DataType::Utf8, false),
@@ -179,6 +187,7 @@ pub fn quarantine_schema() -> SchemaRef {
         Field::new("raw_text", DataType::Utf8, false),
         Field::new("reason", DataType::Utf8, false),
         Field::new("quarantined_at", timestamp_type(), false),
+        Field::new(RULES_VERSION_COLUMN, DataType::Int32, true),
     ]))
 }
 
@@ -207,6 +216,7 @@ pub fn quarantine_batch<R: Borrow<Quarantined>>(rows: &[R], quarantined_at: i64)
         Arc::new(raw_text.finish()),
         Arc::new(reason.finish()),
         TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC").finish_with(n, quarantined_at),
+        Arc::new(Int32Array::from_value(crate::clean::RULES_VERSION as i32, n)),
     ];
     RecordBatch::try_new(quarantine_schema(), columns)
 }
@@ -282,5 +292,8 @@ mod tests {
         let batch = quarantine_batch(&rows, 1).unwrap();
         assert_eq!(batch.num_rows(), 1);
         assert_eq!(batch.schema().field(3).data_type(), &DataType::Binary);
+        let version = batch.column_by_name(RULES_VERSION_COLUMN).unwrap();
+        let version = version.as_any().downcast_ref::<Int32Array>().unwrap();
+        assert_eq!(version.value(0), crate::clean::RULES_VERSION as i32, "the rules that rejected it");
     }
 }

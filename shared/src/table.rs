@@ -15,6 +15,10 @@ pub enum Table {
 /// The name of the table that holds every rejected record, of all three tables.
 pub const QUARANTINE_TABLE: &str = "quarantine";
 
+/// The name of the table that records every quarantined record a redrive looked at, and what
+/// became of it (`crate::redrive`): the quarantine's history, never rewritten.
+pub const REDRIVES_TABLE: &str = "quarantine_redrives";
+
 impl Table {
     pub const ALL: [Table; 3] = [Table::Pin, Table::Geo, Table::User];
 

@@ -138,3 +138,49 @@ pub async fn deliver_until_success(
     }
     panic!("the batch never succeeded in 40 deliveries");
 }
+
+/// Quarantines `records` (raw bytes and reason) of `table` as an older release's rules did:
+/// under rules version `rules_version` (`None`: from before versions were recorded), with
+/// origins `kinesis:old/shardId-0` and positions no other call of this run used. One commit.
+#[allow(clippy::result_large_err)] // the appender's build closure returns its LakeError
+pub async fn quarantine_under_older_rules(
+    lake: &pinpipe::lake::Lake,
+    table: pinpipe::Table,
+    records: &[(Vec<u8>, &str)],
+    rules_version: Option<i32>,
+) {
+    use pinpipe::lake::{Marked, Position, SourceKey, TableAppender, add_missing_columns};
+    use pinpipe::schema::{Origin, Quarantined, RULES_VERSION_COLUMN, quarantine_batch, quarantine_schema};
+    static NEXT_POSITION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let schema = quarantine_schema();
+    let delta = lake.open_or_create(pinpipe::table::QUARANTINE_TABLE, &schema).await.unwrap();
+    let delta = add_missing_columns(delta, &schema).await.unwrap();
+    let items: Vec<Marked<Quarantined>> = records
+        .iter()
+        .map(|(raw, reason)| Marked {
+            key: SourceKey::Offset(format!("old-rules/{table}/{}", unique("q"))),
+            position: Position::parse("1").unwrap(),
+            item: Quarantined {
+                table,
+                origin: Origin {
+                    source: "kinesis:old/shardId-0".into(),
+                    position: NEXT_POSITION.fetch_add(1, Ordering::Relaxed).to_string(),
+                },
+                raw: raw.clone(),
+                reason: reason.to_string(),
+            },
+        })
+        .collect();
+    TableAppender::new(delta)
+        .unwrap()
+        .append(&items, Default::default(), |fresh| {
+            let batch = quarantine_batch(fresh, chrono::Utc::now().timestamp_micros())?;
+            let at = batch.schema().index_of(RULES_VERSION_COLUMN)?;
+            let mut columns = batch.columns().to_vec();
+            columns[at] =
+                std::sync::Arc::new(deltalake::arrow::array::Int32Array::from(vec![rules_version; fresh.len()]));
+            Ok(deltalake::arrow::record_batch::RecordBatch::try_new(batch.schema(), columns)?)
+        })
+        .await
+        .unwrap();
+}

@@ -59,13 +59,14 @@ const API_EVENTS: [&str; 6] = [
     "apigw-put-records.json",
 ];
 const SCHEDULED_EVENT: &str = "scheduled.json";
+const REDRIVE_EVENT: &str = "maintenance-redrive.json";
 const S3_EVENT: &str = "s3-kafka-connect.json";
 
 #[test]
 fn every_sample_event_is_checked() {
     let mut checked: Vec<&str> = KINESIS_EVENTS.iter().map(|(name, _)| *name).collect();
     checked.extend(API_EVENTS);
-    checked.extend([SCHEDULED_EVENT, S3_EVENT]);
+    checked.extend([SCHEDULED_EVENT, REDRIVE_EVENT, S3_EVENT]);
     let mut unchecked = Vec::new();
     for entry in std::fs::read_dir(events_dir()).expect("events/ exists") {
         let name = entry.unwrap().file_name().into_string().unwrap();
@@ -243,6 +244,29 @@ async fn scheduled_sample_runs_maintenance_over_every_table() {
     // A lake without tables is nothing to do, not an error.
     let empty = tempfile::tempdir().unwrap();
     assert!(maintain(&Lake::new(empty.path().to_str().unwrap()), "pin", &policy).await.unwrap().is_none());
+
+    // A scheduled event is not a redrive request.
+    let scheduled: Value = serde_json::from_str(&read_event(SCHEDULED_EVENT)).unwrap();
+    assert_eq!(pinpipe::redrive::request_from_event(&scheduled).unwrap(), None);
+}
+
+/// The redrive sample is what the maintenance function reads as a redrive request: a dry run
+/// over `pin` that writes nothing. The sample's quarantined record was rejected by today's
+/// rules, so there is nothing to redrive until `RULES_VERSION` changes.
+#[tokio::test]
+async fn redrive_sample_runs_a_dry_redrive_of_pin() {
+    let event: Value = load!(REDRIVE_EVENT);
+    let request = pinpipe::redrive::request_from_event(&event).unwrap().expect("a redrive request");
+    assert_eq!((request.table, request.limit, request.dry_run), (Some(Table::Pin), 10_000, true));
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path().to_str().unwrap());
+    let pins: KinesisEvent = load!("kinesis-pin.json");
+    consume_kinesis(&TableSink::new(Table::Pin, lake.clone()), &pins).await.unwrap();
+    let report = pinpipe::redrive::redrive(&lake, &request).await.unwrap();
+    assert_eq!(report.tables.len(), 1);
+    let pin = &report.tables[0];
+    assert_eq!((pin.table.as_str(), pin.run, pin.moved, pin.stayed), ("pin", None, 0, 0), "{report:?}");
+    assert!(lake.open(pinpipe::table::REDRIVES_TABLE).await.unwrap().is_none());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -45,4 +45,4 @@ pub use crate::sink::TableTotals;
 pub use ingest::{BatchIngest, BatchLimits, IngestError, IngestSummary};
 pub use key::{ConnectObject, Skip, TOPICS_DIR, decode_key, objects_of, parse_key};
 pub use object::{LocalObjects, ObjectBody, ObjectRef, ObjectSource, OpenedObject, S3Objects, SourceError};
-pub use reader::{MAX_OBJECT_RECORD_BYTES, ObjectRecord, RecordReader};
+pub use reader::{MAX_OBJECT_RECORD_BYTES, ObjectRecord, RecordReader, holds_partial_record};

@@ -264,6 +264,7 @@ impl RecordReader {
     }
 
     fn record(&self, line: u64, mut bytes: Vec<u8>, length: usize) -> ObjectRecord {
+        // The reason's words are what `holds_partial_record` looks for: keep them in step.
         let unreadable = (length > MAX_OBJECT_RECORD_BYTES).then(|| {
             bytes.truncate(KEPT_OF_OVERSIZED);
             format!(
@@ -272,6 +273,14 @@ impl RecordReader {
         });
         ObjectRecord { line, bytes, unreadable }
     }
+}
+
+/// Whether a quarantine `reason` says the row does not hold its whole record (an oversized
+/// record cut to its first bytes, the unreadable rest of a corrupt object): no rule change can
+/// make such a row pass, so a redrive leaves it alone (`crate::redrive`).
+pub fn holds_partial_record(reason: &str) -> bool {
+    reason.starts_with("object unreadable from record ")
+        || (reason.starts_with("record of ") && reason.contains("-byte limit; its first"))
 }
 
 #[cfg(test)]
@@ -336,6 +345,8 @@ mod tests {
         let got = records(corrupt, true).await;
         assert_eq!(got.len(), 1);
         assert!(got[0].unreadable.as_deref().is_some_and(|r| r.contains("unreadable")), "{got:?}");
+        assert!(got[0].unreadable.as_deref().is_some_and(holds_partial_record), "a redrive leaves it alone");
+        assert!(!holds_partial_record("invalid JSON: EOF while parsing an object at line 1 column 9"));
     }
 
     #[tokio::test]
@@ -347,6 +358,7 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].bytes.len(), KEPT_OF_OVERSIZED);
         assert!(got[0].unreadable.as_deref().is_some_and(|r| r.contains("over the")), "{:?}", got[0].unreadable);
+        assert!(got[0].unreadable.as_deref().is_some_and(holds_partial_record), "a redrive leaves it alone");
         assert_eq!((got[1].line, got[1].bytes.as_slice(), &got[1].unreadable), (2, &b"{\"ind\":2}"[..], &None));
     }
 }

@@ -21,7 +21,7 @@ mod test_support;
 mod values;
 
 pub use record::{Cell, CleanRecord, RESCUED_COLUMN, Rescued, format_timestamp};
-pub use rules::{Column, ColumnType, Rule};
+pub use rules::{Column, ColumnType, RULES_VERSION, Rule};
 
 use raw::{FieldValue, NULL, RawRecord, TopLevel, TopLevelOf};
 use values::{float, follower_count, integer, save_path, string, timestamp};

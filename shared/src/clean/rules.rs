@@ -3,6 +3,13 @@
 
 use crate::Table;
 
+/// The version of the cleaning rules: **bump it whenever a rule changes what passes** (a new
+/// placeholder, a looser parse, a new accepted field name; also a change that rejects more).
+/// Every quarantine row records the version that rejected it, and a redrive (`crate::redrive`)
+/// re-cleans only the rows rejected under an older version than this one, so without a bump
+/// a fixed rule never reaches the records it would now let through (docs/cleaning.md#redrive).
+pub const RULES_VERSION: u32 = 1;
+
 /// The type of a clean column; maps onto Arrow/Delta types in `schema.rs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {

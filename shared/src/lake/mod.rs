@@ -7,6 +7,8 @@
 //!   (`txn` actions), and read back — the exactly-once state, isolated with its own types;
 //! - [`append`]: [`TableAppender`], which appends a batch and advances its sources' progress in
 //!   one Delta commit, at a cost that does not grow with the table;
+//! - [`scan`]: chosen columns of a table's rows, read from its Parquet files without a query
+//!   engine (the Lambdas have none);
 //! - [`s3`]: S3 for delta-rs through object_store, without the AWS SDK.
 
 use std::collections::HashMap;
@@ -21,6 +23,7 @@ use url::Url;
 pub mod append;
 pub mod progress;
 pub mod s3;
+pub mod scan;
 
 /// `delta.setTransactionRetentionDuration` of the tables pinpipe creates.
 pub const TXN_RETENTION: &str = "interval 7 days";
@@ -272,7 +275,7 @@ mod tests {
         let table = lake.open_or_create("quarantine", &crate::schema::quarantine_schema()).await.unwrap();
         let snapshot = table.snapshot().unwrap();
         let stats = snapshot.metadata().configuration().get("delta.dataSkippingStatsColumns").cloned();
-        assert_eq!(stats.as_deref(), Some("table,source,position,raw_text,reason,quarantined_at"));
+        assert_eq!(stats.as_deref(), Some("table,source,position,raw_text,reason,quarantined_at,rules_version"));
     }
 
     #[test]
