@@ -127,8 +127,10 @@ if want scale; then
     "$bench" scale-writers --lake "$(bucket "writers-$w")" --writers "$w" --seconds "$seconds" --latency-ms 20 \
       --label s3 >>"$results"
   done
-  # The cost at the template's defaults: its BatchSize records per batch, the consumer's memory.
+  # The cost at the template's defaults: its BatchSize records per batch, or the 8,000 geo
+  # records that about fill Lambda's 6 MB payload if that is fewer; the consumer's memory.
   batch_size="$(awk '/^  BatchSize:/ {p = 1} p && /Default:/ {print $2; exit}' template.yaml)"
+  batch_size=$((batch_size < 8000 ? batch_size : 8000))
   memory="$(awk '/^  ConsumerMemorySize:/ {p = 1} p && /Default:/ {print $2; exit}' template.yaml)"
   "$bench" scale-writers --lake "$(bucket cost)" --writers 1 --records "$batch_size" --memory-mb "$memory" \
     --seconds "$((seconds / 2))" --latency-ms 20 --label cost >>"$results"

@@ -50,7 +50,7 @@ pub struct PollArgs {
     #[arg(long, default_value = "http://127.0.0.1:9000")]
     pub invoke_url: String,
     /// Most records per invocation (the template's BatchSize).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch_size: u32,
     /// How long to gather records for a batch that is not full before invoking (the template's
     /// MaximumBatchingWindowInSeconds, in milliseconds). 0 invokes with what one read returns.

@@ -130,3 +130,53 @@ async fn a_commit_whose_answer_is_lost_is_not_applied_twice() {
     eprintln!("lost-answer commit: {attempts} deliveries");
     assert_eq!(inds_once(&lake, "geo").await, (1..=15).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_writer_idle_while_others_landed_many_commits_catches_up_and_lands_once() {
+    let bucket = new_bucket().await;
+    let proxy = FaultProxy::start(&endpoint(), FaultPlan::none(), 11).await;
+    let lake = lake_through(&bucket, &proxy);
+    let idle = TableSink::new(Table::Geo, lake.clone());
+    consume_kinesis(&idle, &geo_batch("shardId-000000000000", 1, [0])).await.unwrap();
+    // Another shard's consumer lands more commits than an appender reads one by one (32), so
+    // the idle one, whose next commit loses the race at its old head, reads on and then
+    // reloads the table.
+    let busy = TableSink::new(Table::Geo, lake.clone());
+    for i in 1..=40i64 {
+        consume_kinesis(&busy, &geo_batch("shardId-000000000001", i as u64, [1_000 + i])).await.unwrap();
+    }
+    let summary = consume_kinesis(&idle, &geo_batch("shardId-000000000000", 2, 1..=5)).await.unwrap();
+    assert_eq!(summary.rows.rows_written, 5, "{summary:?}");
+    assert!(summary.rows.attempts >= 2, "the idle writer's first attempt was at a version already taken: {summary:?}");
+    assert_eq!(summary.rows.version, Some(42), "{summary:?}");
+    // And its position is right after the reload: a redelivery adds nothing.
+    let again = consume_kinesis(&idle, &geo_batch("shardId-000000000000", 2, 1..=5)).await.unwrap();
+    assert_eq!(again.rows.already_committed, 5, "{again:?}");
+    let mut expected: Vec<i64> = (0..=5).collect();
+    expected.extend(1_001..=1_040);
+    assert_eq!(inds_once(&lake, "geo").await, expected);
+}
+
+#[tokio::test]
+async fn the_writer_landing_on_the_checkpoint_interval_has_a_checkpoint_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path().to_str().unwrap());
+    let sink = TableSink::new(Table::Geo, lake.clone());
+    // Version 0 creates the table; commits 1..=100 are the batches.
+    for i in 0..100i64 {
+        consume_kinesis(&sink, &geo_batch("shardId-000000000000", (i + 1) as u64, [i])).await.unwrap();
+    }
+    // Written by a task of its own, off the batch's path: wait for it (bounded).
+    let last_checkpoint = dir.path().join("geo/_delta_log/_last_checkpoint");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !last_checkpoint.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&last_checkpoint).unwrap()).unwrap();
+    assert_eq!(written["version"], 100, "{written}");
+    // A cold start reads it: a fresh sink continues the shard exactly once.
+    let cold = TableSink::new(Table::Geo, lake.clone());
+    let again = consume_kinesis(&cold, &geo_batch("shardId-000000000000", 100, [99])).await.unwrap();
+    assert_eq!(again.rows.already_committed, 1, "{again:?}");
+    assert_eq!(inds_once(&lake, "geo").await, (0..100).collect::<Vec<_>>());
+}

@@ -45,6 +45,7 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
 
 use super::progress::{Marked, Position, SourceKey, committed_position};
+use super::txn_log::txn_versions;
 use super::{LOAD_ATTEMPTS, LakeError, is_listing_gap};
 use crate::backoff::Backoff;
 
@@ -96,6 +97,18 @@ pub struct TableAppender {
     tail: HashMap<String, i64>,
     /// Positions of sources as of `version`, once looked up.
     known: HashMap<SourceKey, Option<Position>>,
+    /// Every `txn` entry as of `loaded`, read in one pass at the first lookup that needs it.
+    base: Base,
+    /// The checkpoint written in the background, while it is being written: one at a time.
+    checkpointing: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The `txn` entries of the loaded state (see [`super::txn_log`]).
+enum Base {
+    Unread,
+    Read(HashMap<String, i64>),
+    /// The log could not be read in one pass: look entries up through delta-rs.
+    Unavailable,
 }
 
 /// What a commit written by someone else means for an append in progress.
@@ -118,7 +131,15 @@ impl TableAppender {
             uri: table.table_url().to_string(),
             source: DeltaTableError::Generic("the table is not loaded".into()),
         })?;
-        Ok(Self { table, loaded: version, version, tail: HashMap::new(), known: HashMap::new() })
+        Ok(Self {
+            table,
+            loaded: version,
+            version,
+            tail: HashMap::new(),
+            known: HashMap::new(),
+            base: Base::Unread,
+            checkpointing: None,
+        })
     }
 
     /// The table as last loaded (its schema and properties are current; its file list is not).
@@ -152,6 +173,7 @@ impl TableAppender {
         (self.loaded, self.version) = (version, version);
         self.tail.clear();
         self.known.clear();
+        self.base = Base::Unread;
         Ok(())
     }
 
@@ -161,20 +183,50 @@ impl TableAppender {
             return Ok(position.clone());
         }
         let app_ids = key.app_ids();
-        let from_tail: Vec<Option<i64>> = app_ids.iter().map(|id| self.tail.get(id).copied()).collect();
-        // A position's chunks are always written together, so they are all in the tail or none.
-        let position = if from_tail.iter().all(Option::is_some) {
-            let versions: Vec<i64> = from_tail.into_iter().flatten().collect();
-            Some(key.decode(&versions).ok_or_else(|| LakeError::Progress {
+        // A position's chunks are always written together, so they are all in a commit or none:
+        // the tail's (newer) if it has them, else the loaded state's.
+        let chunks = |versions: &HashMap<String, i64>| -> Option<Vec<i64>> {
+            app_ids.iter().map(|id| versions.get(id).copied()).collect()
+        };
+        let versions = match chunks(&self.tail) {
+            Some(versions) => Some(versions),
+            None => match self.base().await {
+                Some(base) => chunks(base),
+                None => {
+                    let position = committed_position(&self.table, key).await?;
+                    self.known.insert(key.clone(), position.clone());
+                    return Ok(position);
+                }
+            },
+        };
+        let position = match versions {
+            Some(versions) => Some(key.decode(&versions).ok_or_else(|| LakeError::Progress {
                 uri: self.uri(),
                 key: key.to_string(),
                 detail: "a version is out of range".into(),
-            })?)
-        } else {
-            committed_position(&self.table, key).await?
+            })?),
+            None => None,
         };
         self.known.insert(key.clone(), position.clone());
         Ok(position)
+    }
+
+    /// The `txn` entries of the loaded state, read at the first call; `None` when the log
+    /// cannot be read in one pass (then entries are looked up through delta-rs).
+    async fn base(&mut self) -> Option<&HashMap<String, i64>> {
+        if let Base::Unread = self.base {
+            self.base = match txn_versions(&self.table, self.loaded).await {
+                Ok(versions) => Base::Read(versions),
+                Err(error) => {
+                    tracing::debug!(table = %self.uri(), %error, "reading progress entry by entry");
+                    Base::Unavailable
+                }
+            };
+        }
+        match &self.base {
+            Base::Read(versions) => Some(versions),
+            _ => None,
+        }
     }
 
     /// Appends `items` in one commit, skipping every item at or below the position the table
@@ -398,9 +450,10 @@ impl TableAppender {
     async fn checkpoint_if_due(&mut self, version: u64) {
         let interval =
             self.table.snapshot().map_or(100, |s| s.table_config().checkpoint_interval.map_or(100, |n| n.get()));
-        if version % interval == 0 {
+        let idle = self.checkpointing.as_ref().is_none_or(|task| task.is_finished());
+        if version % interval == 0 && idle {
             let (log_store, uri) = (self.table.log_store(), self.uri());
-            tokio::spawn(async move {
+            self.checkpointing = Some(tokio::spawn(async move {
                 let mut table = DeltaTable::new(log_store);
                 let written = match table.load_version(version).await {
                     Ok(()) => deltalake::checkpoints::create_checkpoint(&table, None).await,
@@ -410,7 +463,10 @@ impl TableAppender {
                     Ok(()) => tracing::info!(table = %uri, version, "checkpoint written"),
                     Err(error) => tracing::warn!(table = %uri, version, %error, "checkpoint failed"),
                 }
-            });
+            }));
+        } else if version % interval == 0 {
+            // Still writing the last one (a busy table, a slow store): the next boundary writes one.
+            tracing::debug!(table = %self.uri(), version, "a checkpoint is still being written; skipping this one");
         }
         if self.tail.len() > MAX_TAIL_ENTRIES
             && let Err(error) = self.reload().await

@@ -24,6 +24,7 @@ pub mod append;
 pub mod progress;
 pub mod s3;
 pub mod scan;
+pub mod txn_log;
 
 /// `delta.setTransactionRetentionDuration` of the tables pinpipe creates.
 pub const TXN_RETENTION: &str = "interval 7 days";
