@@ -89,6 +89,13 @@ impl Args {
     }
 }
 
+/// Runs `work`, then waits for the checkpoints its appends left writing in the background.
+async fn settled<T>(work: impl Future<Output = T>) -> T {
+    let result = work.await;
+    pinpipe::lake::settle_background_checkpoints().await;
+    result
+}
+
 fn main() -> Result<(), Error> {
     let mut argv = std::env::args().skip(1);
     let command = argv.next().unwrap_or_default();
@@ -106,9 +113,9 @@ fn main() -> Result<(), Error> {
         "floor" => floor::run(&args),
         "coldstart" => runtime_stub::coldstart(&args),
         "producer" => runtime()?.block_on(producer(&args)),
-        "scale-depth" => runtime()?.block_on(scale::depth(&args)),
-        "scale-writers" => runtime()?.block_on(scale::writers(&args)),
-        "scale-progress" => runtime()?.block_on(scale::progress(&args)),
+        "scale-depth" => runtime()?.block_on(settled(scale::depth(&args))),
+        "scale-writers" => runtime()?.block_on(settled(scale::writers(&args))),
+        "scale-progress" => runtime()?.block_on(settled(scale::progress(&args))),
         "scale-probe" => runtime()?.block_on(scale::probe(&args)),
         "report" => report::print(Path::new(args.req("results")?)),
         _ => Err("usage: pinpipe-bench gen|consume|floor|coldstart|producer|scale-depth|scale-writers|scale-progress|scale-probe|report [--flags]"

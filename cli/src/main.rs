@@ -51,12 +51,19 @@ fn parse_table(s: &str) -> Result<Table, String> {
     s.parse().map_err(|e: pinpipe::table::UnknownTable| e.to_string())
 }
 
+/// Runs `work`, then waits for the checkpoints its appends left writing in the background.
+async fn settled<T>(work: impl Future<Output = T>) -> T {
+    let result = work.await;
+    pinpipe::lake::settle_background_checkpoints().await;
+    result
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(args) => {
             let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-            match runtime.block_on(demo::run(&args)) {
+            match runtime.block_on(settled(demo::run(&args))) {
                 Ok(report) => {
                     report.print(&args.lake);
                     ExitCode::SUCCESS
@@ -113,7 +120,7 @@ fn main() -> ExitCode {
         }
         Command::Redrive(args) => {
             let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-            match runtime.block_on(redrive::run(&args)) {
+            match runtime.block_on(settled(redrive::run(&args))) {
                 Ok(report) => {
                     print!("{report}");
                     ExitCode::SUCCESS

@@ -32,8 +32,8 @@
 //!   table and rejects to the quarantine, whatever their source.
 //! - [`kinesis_trigger`]: a Kinesis event batch through the sink (the stream consumer).
 //! - [`batch`]: Kafka Connect S3 sink objects through the same sink (docs/batch-files.md).
-//! - [`lake`]: the Delta Lake tables, appends with exactly-once progress per source, and
-//!   column scans without a query engine (`lake::scan`).
+//! - [`lake`]: the Delta Lake tables, appends with exactly-once progress per source (read in one
+//!   pass of the log, `lake::txn_log`), and column scans without a query engine (`lake::scan`).
 //! - [`freshness`]: how old the records a commit lands are (commit time minus arrival).
 //! - [`maintenance`]: compaction, checkpoints, log cleanup and vacuum.
 //! - [`redrive`]: quarantined records cleaned again after a rule change (`RULES_VERSION`), the

@@ -34,7 +34,11 @@
 //! same source are still safe, since the loser sees the winner's `txn` entries.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::task::JoinHandle;
 
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::transaction::{CommitData, TransactionError};
@@ -45,7 +49,7 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
 
 use super::progress::{Marked, Position, SourceKey, committed_position};
-use super::txn_log::txn_versions;
+use super::txn_log::{CommitSummary, summarize_commit, txn_versions};
 use super::{LOAD_ATTEMPTS, LakeError, is_listing_gap};
 use crate::backoff::Backoff;
 
@@ -99,8 +103,22 @@ pub struct TableAppender {
     known: HashMap<SourceKey, Option<Position>>,
     /// Every `txn` entry as of `loaded`, read in one pass at the first lookup that needs it.
     base: Base,
-    /// The checkpoint written in the background, while it is being written: one at a time.
-    checkpointing: Option<tokio::task::JoinHandle<()>>,
+    /// Set while this appender's background checkpoint is being written: one at a time.
+    checkpointing: Arc<AtomicBool>,
+}
+
+/// The checkpoints this process's appenders are writing in the background.
+static BACKGROUND: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
+
+/// Waits for the checkpoints this process's appenders are writing in the background. A process
+/// that ends on its own (the CLI, the benchmark) calls it before it returns: a runtime shut down
+/// under a checkpoint cancels it half-way — harmless, the next boundary writes one — and
+/// delta-rs' engine reports that as a panic on stderr. (A Lambda process never ends this way.)
+pub async fn settle_background_checkpoints() {
+    let tasks = std::mem::take(&mut *BACKGROUND.lock().unwrap_or_else(|e| e.into_inner()));
+    for task in tasks {
+        let _ = task.await;
+    }
 }
 
 /// The `txn` entries of the loaded state (see [`super::txn_log`]).
@@ -138,7 +156,7 @@ impl TableAppender {
             tail: HashMap::new(),
             known: HashMap::new(),
             base: Base::Unread,
-            checkpointing: None,
+            checkpointing: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -389,19 +407,8 @@ impl TableAppender {
     /// says what it means for an append of `ours`: moved one of its sources, reshaped the
     /// table, or neither.
     fn learn_commit(&mut self, version: u64, bytes: &[u8], ours: &[Transaction]) -> Result<Winner, LakeError> {
-        let mut theirs: Vec<(String, i64)> = Vec::new();
-        let mut reshaped = false;
-        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)) {
-            let action: serde_json::Value =
-                serde_json::from_slice(line).map_err(|e| self.delta(DeltaTableError::Generic(e.to_string())))?;
-            if let Some(txn) = action.get("txn") {
-                let (Some(app_id), Some(v)) = (txn["appId"].as_str(), txn["version"].as_i64()) else {
-                    return Err(self.delta(DeltaTableError::Generic(format!("unreadable txn in commit {version}"))));
-                };
-                theirs.push((app_id.to_string(), v));
-            }
-            reshaped |= action.get("metaData").is_some() || action.get("protocol").is_some();
-        }
+        let CommitSummary { txns: theirs, reshapes: reshaped } = summarize_commit(version, bytes)
+            .map_err(|e| self.delta(DeltaTableError::Generic(e.to_string())))?;
         self.version = version;
         let moved_ours = theirs.iter().any(|(app_id, _)| ours.iter().any(|t| &t.app_id == app_id));
         for (app_id, v) in &theirs {
@@ -450,10 +457,11 @@ impl TableAppender {
     async fn checkpoint_if_due(&mut self, version: u64) {
         let interval =
             self.table.snapshot().map_or(100, |s| s.table_config().checkpoint_interval.map_or(100, |n| n.get()));
-        let idle = self.checkpointing.as_ref().is_none_or(|task| task.is_finished());
-        if version % interval == 0 && idle {
-            let (log_store, uri) = (self.table.log_store(), self.uri());
-            self.checkpointing = Some(tokio::spawn(async move {
+        if version % interval == 0 && !self.checkpointing.swap(true, Ordering::AcqRel) {
+            let (log_store, uri, busy) = (self.table.log_store(), self.uri(), self.checkpointing.clone());
+            let task = tokio::spawn(async move {
+                // Cleared however the task ends, a panic in delta-rs included.
+                let _idle_again = ClearOnDrop(busy);
                 let mut table = DeltaTable::new(log_store);
                 let written = match table.load_version(version).await {
                     Ok(()) => deltalake::checkpoints::create_checkpoint(&table, None).await,
@@ -463,7 +471,10 @@ impl TableAppender {
                     Ok(()) => tracing::info!(table = %uri, version, "checkpoint written"),
                     Err(error) => tracing::warn!(table = %uri, version, %error, "checkpoint failed"),
                 }
-            }));
+            });
+            let mut background = BACKGROUND.lock().unwrap_or_else(|e| e.into_inner());
+            background.retain(|task| !task.is_finished());
+            background.push(task);
         } else if version % interval == 0 {
             // Still writing the last one (a busy table, a slow store): the next boundary writes one.
             tracing::debug!(table = %self.uri(), version, "a checkpoint is still being written; skipping this one");
@@ -473,6 +484,15 @@ impl TableAppender {
         {
             tracing::warn!(table = %self.uri(), version, %error, "could not reload the table to shorten its txn tail");
         }
+    }
+}
+
+/// Clears a flag when dropped.
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

@@ -6,7 +6,10 @@
 //! - [`progress`]: how far each source has landed in a table, stored in the table's own log
 //!   (`txn` actions), and read back — the exactly-once state, isolated with its own types;
 //! - [`append`]: [`TableAppender`], which appends a batch and advances its sources' progress in
-//!   one Delta commit, at a cost that does not grow with the table;
+//!   one Delta commit, at a cost that does not grow with the table, and shares the log with
+//!   other writers (reads on to the head after a lost race, checkpoints in the background);
+//! - [`txn_log`]: every source's progress in one read of the last checkpoint and the commits
+//!   after it, for an appender's cold lookups;
 //! - [`scan`]: chosen columns of a table's rows, read from its Parquet files without a query
 //!   engine (the Lambdas have none);
 //! - [`s3`]: S3 for delta-rs through object_store, without the AWS SDK.
@@ -29,7 +32,9 @@ pub mod txn_log;
 /// `delta.setTransactionRetentionDuration` of the tables pinpipe creates.
 pub const TXN_RETENTION: &str = "interval 7 days";
 
-pub use append::{AppendOutcome, COMMIT_BACKOFF, MAX_COMMIT_ATTEMPTS, TableAppender, is_conflict};
+pub use append::{
+    AppendOutcome, COMMIT_BACKOFF, MAX_COMMIT_ATTEMPTS, TableAppender, is_conflict, settle_background_checkpoints,
+};
 pub use progress::{CHUNKS, Marked, Position, SourceKey, committed_position};
 
 #[derive(Debug, thiserror::Error)]

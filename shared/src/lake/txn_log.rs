@@ -124,23 +124,35 @@ fn read_checkpoint_txns(
     Ok(())
 }
 
-/// Adds the `txn` actions of one commit (newline-delimited JSON actions); later commits win.
-pub(super) fn read_commit_txns(
-    version: u64,
-    bytes: &[u8],
-    versions: &mut HashMap<String, i64>,
-) -> Result<(), TxnLogError> {
+/// What a commit does to the things an appender tracks.
+pub(super) struct CommitSummary {
+    /// Its `txn` actions: app id and version.
+    pub txns: Vec<(String, i64)>,
+    /// Whether it changes the schema, the properties or the protocol (`metaData`, `protocol`).
+    pub reshapes: bool,
+}
+
+/// Reads one commit (newline-delimited JSON actions).
+pub(super) fn summarize_commit(version: u64, bytes: &[u8]) -> Result<CommitSummary, TxnLogError> {
     let unreadable =
         |detail: String| TxnLogError::Unreadable { path: format!("_delta_log/{version:020}.json"), detail };
+    let mut summary = CommitSummary { txns: Vec::new(), reshapes: false };
     for line in bytes.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)) {
         let action: serde_json::Value = serde_json::from_slice(line).map_err(|e| unreadable(e.to_string()))?;
         if let Some(txn) = action.get("txn") {
             let (Some(app_id), Some(v)) = (txn["appId"].as_str(), txn["version"].as_i64()) else {
                 return Err(unreadable("a txn action without appId or version".into()));
             };
-            versions.insert(app_id.to_string(), v);
+            summary.txns.push((app_id.to_string(), v));
         }
+        summary.reshapes |= action.get("metaData").is_some() || action.get("protocol").is_some();
     }
+    Ok(summary)
+}
+
+/// Adds the `txn` actions of one commit; later commits win.
+fn read_commit_txns(version: u64, bytes: &[u8], versions: &mut HashMap<String, i64>) -> Result<(), TxnLogError> {
+    versions.extend(summarize_commit(version, bytes)?.txns);
     Ok(())
 }
 
