@@ -18,8 +18,11 @@
 # Each measurement runs in a fresh process on deterministic emulator input: the stream
 # consumer's handler on Lambda-sized Kinesis events (10,000 records, and the most that fit the
 # 6 MB invoke payload) into Delta tables on local disk and on a moto S3 (loopback), the bare
-# Parquet floor, the Python peer (bench/peer), cold starts against a loopback runtime API stub,
-# binary sizes, the producer's overhead on moto Kinesis, and the cost per million records.
+# Parquet floor, the Python peers (bench/peer: polars, and pandas), the release stream-consumer
+# itself through a loopback runtime API stub (issue 14: hand-out of the event bytes to the posted
+# answer, cold start to first answer, peak RSS), cold starts against the stub, binary and zip
+# sizes (BENCH_CARGO_LAMBDA=1 adds `cargo lambda build --release`'s), the producer's overhead on
+# moto Kinesis, and the cost per million records.
 # Honours CARGO_TARGET_DIR and PINPIPE_VENV (as scripts/test.sh). Nothing contacts AWS.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,6 +54,10 @@ work="$(mktemp -d -t pinpipe-bench.XXXXXX)"
 trap 'stop_moto; rm -rf "$work"' EXIT
 results="$work/results.jsonl"
 python="$PINPIPE_VENV/bin/python"
+# The pandas peer has a virtualenv of its own (pandas and pyarrow are not the tools' business).
+pandas_venv="$PINPIPE_VENV/pandas-peer"
+want main && install_venv "$pandas_venv" "$root/bench/peer/requirements-pandas.txt"
+pandas_python="$pandas_venv/bin/python"
 
 events() { # table set -> the event files
   local k; for k in $(seq 0 $((batches - 1))); do echo "--event $work/events/$1-$2-$k.json"; done
@@ -80,8 +87,29 @@ for table in pin geo user; do
     "$bench" floor --table "$table" --out "$work/floor-$table-$set" --label "$table-$set" $(events "$table" "$set") >>"$results"
     # shellcheck disable=SC2046
     "$python" bench/peer/run.py --table "$table" --lake "$work/peer-$table-$set" --label "$table-$set" $(event_paths "$table" "$set") >>"$results"
+    # shellcheck disable=SC2046
+    "$pandas_python" bench/peer/run.py --peer pandas --table "$table" --lake "$work/pandas-$table-$set" --label "$table-$set" $(event_paths "$table" "$set") >>"$results"
+    # The release function itself, its own main and lambda_runtime, against the runtime API stub.
+    # shellcheck disable=SC2046
+    "$bench" runtime --bin "$functions/stream-consumer" --table "$table" --label "$table-$set" \
+      --env PINPIPE_TABLE="$table" --env PINPIPE_LAKE_URI="$work/runtime-$table-$set" $(events "$table" "$set") >>"$results"
   done
 done
+
+echo "== binary and zip sizes" >&2
+built_by="cargo build --release"
+[ -z "${BENCH_FUNCTIONS_DIR:-}" ] || built_by="the build in $functions"
+for function in stream-consumer maintenance producer; do
+  "$bench" size --name "$function" --bin "$functions/$function" --build "$built_by" >>"$results"
+done
+if [ -n "${BENCH_CARGO_LAMBDA:-}" ]; then
+  # A build of its own, for Lambda's target triple: several minutes (not yet run by issue 14).
+  echo "== cargo lambda build --release" >&2
+  for function in stream-consumer maintenance producer; do
+    "$PINPIPE_VENV/bin/cargo-lambda" lambda build --release --quiet -p "$function"
+    "$bench" size --name "$function" --bin "$target/lambda/$function/bootstrap" --build "cargo lambda build --release" >>"$results"
+  done
+fi
 
 echo "== consumer on moto S3, producer on moto Kinesis" >&2
 start_moto

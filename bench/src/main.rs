@@ -9,6 +9,10 @@
 //!   the same schema, and nothing else.
 //! - `coldstart`: a loopback Lambda runtime API stub; time from spawning a function binary to its
 //!   first `GET /2018-06-01/runtime/invocation/next`.
+//! - `runtime` (issue 14): the real release `stream-consumer` against a loopback runtime API stub
+//!   that hands it the event files' bytes; each batch timed from the hand-out to the posted
+//!   answer, cold from the spawn to the first answer, and the child's peak RSS.
+//! - `size`: a binary's size, whether it is stripped, and its Lambda zip's size.
 //! - `producer`: a 500-record `PUT /streams/{name}/records` through `pinpipe::api::handle`,
 //!   with the time spent inside the Kinesis adapter subtracted; `--embedded` puts to pinpipe's
 //!   in-memory streams instead, with no network, for profiling the handler
@@ -21,8 +25,10 @@
 mod before;
 mod floor;
 mod report;
+mod runtime_path;
 mod runtime_stub;
 mod scale;
+mod sizes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,7 +40,8 @@ use async_trait::async_trait;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use pinpipe::Table;
 use pinpipe::api::{ApiConfig, ApiRequest};
-use pinpipe::kinesis_trigger::handle_kinesis_event;
+use pinpipe::kinesis_event::KinesisBatch;
+use pinpipe::kinesis_trigger::handle_kinesis_payload;
 use pinpipe::lake::{Lake, SourceKey, committed_position};
 use pinpipe::local::emulator::Emulator;
 use pinpipe::local::events::{KinesisDelivery, kinesis_event, sequence_number};
@@ -112,13 +119,15 @@ fn main() -> Result<(), Error> {
         "breakdown" => breakdown(&args),
         "floor" => floor::run(&args),
         "coldstart" => runtime_stub::coldstart(&args),
+        "runtime" => runtime_path::run(&args),
+        "size" => sizes::run(&args),
         "producer" => runtime()?.block_on(producer(&args)),
         "scale-depth" => runtime()?.block_on(settled(scale::depth(&args))),
         "scale-writers" => runtime()?.block_on(settled(scale::writers(&args))),
         "scale-progress" => runtime()?.block_on(settled(scale::progress(&args))),
         "scale-probe" => runtime()?.block_on(scale::probe(&args)),
         "report" => report::print(Path::new(args.req("results")?)),
-        _ => Err("usage: pinpipe-bench gen|consume|floor|coldstart|producer|scale-depth|scale-writers|scale-progress|scale-probe|report [--flags]"
+        _ => Err("usage: pinpipe-bench gen|consume|breakdown|floor|coldstart|runtime|size|producer|scale-depth|scale-writers|scale-progress|scale-probe|report [--flags]"
             .into()),
     }
 }
@@ -228,19 +237,22 @@ async fn consume(args: &Args) -> Result<(), Error> {
     for file in &files {
         let bytes = std::fs::read(file)?;
         let started = Instant::now();
-        // What the Lambda runtime does with the invoke payload, then the function's handler.
-        let event: KinesisEvent = serde_json::from_slice(&bytes)?;
         if sequential {
+            // What the Lambda runtime did with the invoke payload before issue 14, then the
+            // handler as it was before issue 5.
+            let event: KinesisEvent = serde_json::from_slice(&bytes)?;
             before::consume(table, sink.lake(), &mut handles, &event).await?;
             ms.push(started.elapsed().as_secs_f64() * 1e3);
+            records = event.records.len();
         } else {
-            let response = handle_kinesis_event(&sink, &event).await;
+            // The function's handler from the invoke payload's bytes, as `main` calls it.
+            let response = handle_kinesis_payload(&sink, &bytes).await?;
             ms.push(started.elapsed().as_secs_f64() * 1e3);
             if !response.batch_item_failures.is_empty() {
                 return Err(format!("{file}: the batch failed: {response:?}").into());
             }
+            records = KinesisBatch::parse(&bytes)?.len();
         }
-        records = event.records.len();
         payload = bytes.len();
     }
     // What one exactly-once progress lookup (8 `txn` entries) costs on the table as it is now.
@@ -268,22 +280,33 @@ async fn consume(args: &Args) -> Result<(), Error> {
 }
 
 /// `breakdown --table pin --event F ...`: where a batch's time goes before the Delta write, by
-/// the library's own steps: the payload into a `KinesisEvent`, cleaning, the Arrow batch.
+/// the library's own steps: the payload into records (`KinesisBatch`, data base64-decoded),
+/// cleaning, the Arrow batch; and, for comparison, the payload into a typed `KinesisEvent`.
 fn breakdown(args: &Args) -> Result<(), Error> {
     use pinpipe::clean::clean_bytes;
     use pinpipe::schema::{Origin, table_batch};
     let table: Table = args.req("table")?.parse()?;
-    let (mut parse, mut clean, mut arrow) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut typed, mut raw, mut parse, mut clean, mut arrow) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut buffer = Vec::new();
     for file in args.all("event") {
         let bytes = std::fs::read(&file)?;
         let t = Instant::now();
-        let event: KinesisEvent = serde_json::from_slice(&bytes)?;
+        std::hint::black_box(serde_json::from_slice::<KinesisEvent>(&bytes)?);
+        typed.push(t.elapsed().as_secs_f64() * 1e3);
+        // What lambda_runtime's own parse costs for a handler that asks for raw JSON: a scan and
+        // a copy. The stream consumer takes the payload before that parse (its src/payload.rs).
+        let t = Instant::now();
+        std::hint::black_box(serde_json::from_slice::<Box<serde_json::value::RawValue>>(&bytes)?);
+        raw.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let batch = KinesisBatch::parse(&bytes)?;
+        let data = batch.decode_data(&mut buffer);
         parse.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
-        let rows: Vec<_> = event
-            .records
-            .iter()
-            .filter_map(|r| clean_bytes(table, r.kinesis.data.as_slice()).ok())
+        let rows: Vec<_> = data
+            .into_iter()
+            .filter_map(|d| clean_bytes(table, d.ok()?).ok())
             .map(|c| (c, Origin { source: String::new(), position: String::new() }))
             .collect();
         clean.push(t.elapsed().as_secs_f64() * 1e3);
@@ -295,7 +318,7 @@ fn breakdown(args: &Args) -> Result<(), Error> {
     println!(
         "{}",
         json!({"kind": "breakdown", "label": args.get("label").unwrap_or(""), "table": table.name(),
-            "event_parse_ms": median(&parse), "clean_ms": median(&clean), "arrow_ms": median(&arrow)})
+            "event_parse_ms": median(&parse), "typed_event_ms": median(&typed), "raw_value_ms": median(&raw), "clean_ms": median(&clean), "arrow_ms": median(&arrow)})
     );
     Ok(())
 }

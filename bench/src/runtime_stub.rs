@@ -13,33 +13,41 @@ use crate::{Args, Error, median, percentile};
 
 const NEXT: &str = "GET /2018-06-01/runtime/invocation/next";
 
+/// The `--env K=V` flags.
+pub fn env_args(args: &Args) -> Vec<(String, String)> {
+    args.all("env").iter().filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))).collect()
+}
+
+/// A function binary as Lambda starts it: the runtime API at `api`, the function's settings
+/// in `env` and nothing else of this process' environment.
+pub fn function_command(bin: &str, api: &str, env: &[(String, String)]) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("AWS_LAMBDA_RUNTIME_API", api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "pinpipe-bench")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/pinpipe-bench")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    command
+}
+
 /// `coldstart --bin PATH --name N --runs 20 --env K=V ...`: spawns the binary `runs` times.
 pub fn coldstart(args: &Args) -> Result<(), Error> {
     let bin = args.req("bin")?;
     let runs: usize = args.num("runs", 20)?;
-    let env: Vec<(String, String)> = args
-        .all("env")
-        .iter()
-        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect();
+    let env = env_args(args);
     let mut ms = Vec::new();
     for _ in 0..runs {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let mut command = Command::new(bin);
-        command
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", "pinpipe-bench")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/pinpipe-bench")
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut command = function_command(bin, &addr.to_string(), &env);
+        command.stderr(Stdio::piped());
         let started = Instant::now();
         let mut child = command.spawn()?;
         listener.set_nonblocking(false)?;

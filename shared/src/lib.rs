@@ -9,7 +9,7 @@
 //!  producer λ ──▶ api ──▶ stream (port) ──▶ stream::kinesis            (AWS)
 //!                                     └──▶ local::embedded            (in memory, demo/tests)
 //!
-//!  stream-consumer λ ──▶ kinesis_trigger ─┐
+//!  stream-consumer λ ──▶ kinesis_trigger ─┐   (the payload read by kinesis_event)
 //!                                         ├──▶ sink ──▶ clean ──▶ schema ──▶ lake (Delta, exactly once)
 //!  batch-ingest λ ───▶ batch ─────────────┘      (rows to the table, rejects to the quarantine)
 //!                      ├─ key      Kafka Connect object keys
@@ -30,6 +30,8 @@
 //! - [`stream`]: the stream port the producer writes through, and its Kinesis adapter.
 //! - [`sink`]: cleans a set of source records and commits them exactly once, rows to the
 //!   table and rejects to the quarantine, whatever their source.
+//! - [`kinesis_event`]: the Kinesis event read straight from the invoke payload's bytes,
+//!   borrowing from them (or from a typed `KinesisEvent`).
 //! - [`kinesis_trigger`]: a Kinesis event batch through the sink (the stream consumer).
 //! - [`batch`]: Kafka Connect S3 sink objects through the same sink (docs/batch-files.md).
 //! - [`lake`]: the Delta Lake tables, appends with exactly-once progress per source (read in one
@@ -54,6 +56,7 @@ pub mod clean;
 pub mod config;
 pub mod freshness;
 mod json;
+pub mod kinesis_event;
 #[cfg(feature = "lake")]
 pub mod kinesis_trigger;
 #[cfg(feature = "lake")]
