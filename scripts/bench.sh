@@ -8,7 +8,7 @@
 #   BENCH_ONLY=scale scripts/bench.sh
 #                                    # only these sections (comma-separated): main, scale
 #
-# The scale section (issue 11, about 10 minutes): commit cost against the table's depth
+# The scale section (about 6 minutes): commit cost against the table's depth
 # (BENCH_SCALE_VERSIONS=5000 on local disk, BENCH_SCALE_S3_VERSIONS=1000 on moto S3), 1-16
 # concurrent writers on one table (BENCH_SCALE_SECONDS=20 each), S3 requests per batch, the
 # all-in cost per million records at the template's defaults, and the progress state a month
@@ -19,7 +19,7 @@
 # consumer's handler on Lambda-sized Kinesis events (10,000 records, and the most that fit the
 # 6 MB invoke payload) into Delta tables on local disk and on a moto S3 (loopback), the bare
 # Parquet floor, the Python peers (bench/peer: polars, and pandas), the release stream-consumer
-# itself through a loopback runtime API stub (issue 14: hand-out of the event bytes to the posted
+# itself through a loopback runtime API stub (hand-out of the event bytes to the posted
 # answer, cold start to first answer, peak RSS), cold starts against the stub, binary and zip
 # sizes (BENCH_CARGO_LAMBDA=1 adds `cargo lambda build --release`'s), the producer's overhead on
 # moto Kinesis, and the cost per million records.
@@ -103,7 +103,7 @@ for function in stream-consumer maintenance producer; do
   "$bench" size --name "$function" --bin "$functions/$function" --build "$built_by" >>"$results"
 done
 if [ -n "${BENCH_CARGO_LAMBDA:-}" ]; then
-  # A build of its own, for Lambda's target triple: several minutes (not yet run by issue 14).
+  # A build of its own, for Lambda's target triple: several minutes (not run on the development VM yet).
   echo "== cargo lambda build --release" >&2
   for function in stream-consumer maintenance producer; do
     "$PINPIPE_VENV/bin/cargo-lambda" lambda build --release --quiet -p "$function"

@@ -9,7 +9,7 @@
 //!   the same schema, and nothing else.
 //! - `coldstart`: a loopback Lambda runtime API stub; time from spawning a function binary to its
 //!   first `GET /2018-06-01/runtime/invocation/next`.
-//! - `runtime` (issue 14): the real release `stream-consumer` against a loopback runtime API stub
+//! - `runtime`: the real release `stream-consumer` against a loopback runtime API stub
 //!   that hands it the event files' bytes; each batch timed from the hand-out to the posted
 //!   answer, cold from the spawn to the first answer, and the child's peak RSS.
 //! - `size`: a binary's size, whether it is stripped, and its Lambda zip's size.
@@ -17,7 +17,7 @@
 //!   with the time spent inside the Kinesis adapter subtracted; `--embedded` puts to pinpipe's
 //!   in-memory streams instead, with no network, for profiling the handler
 //!   (`cargo build --profile profiling -p pinpipe-bench`, then `perf record`).
-//! - `scale-depth`, `scale-writers`, `scale-progress` (issue 11): commit cost against the table's
+//! - `scale-depth`, `scale-writers`, `scale-progress`: commit cost against the table's
 //!   depth, throughput of concurrent writers on one table, S3 requests per batch, and the progress
 //!   state checkpoints keep; `scale-probe`, what the moto harness itself serves; see `scale`.
 //! - `report`: the summary table from the JSON lines.
@@ -238,8 +238,8 @@ async fn consume(args: &Args) -> Result<(), Error> {
         let bytes = std::fs::read(file)?;
         let started = Instant::now();
         if sequential {
-            // What the Lambda runtime did with the invoke payload before issue 14, then the
-            // handler as it was before issue 5.
+            // What the Lambda runtime did with the invoke payload before the consumer took it raw,
+            // then the handler as it was when it committed rows and quarantine one after the other.
             let event: KinesisEvent = serde_json::from_slice(&bytes)?;
             before::consume(table, sink.lake(), &mut handles, &event).await?;
             ms.push(started.elapsed().as_secs_f64() * 1e3);

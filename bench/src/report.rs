@@ -75,7 +75,7 @@ fn machine() -> String {
     )
 }
 
-/// The stream consumer through the runtime API (issue 14): its figures beside the in-process
+/// The stream consumer through the runtime API: its figures beside the in-process
 /// handler's, against the floor, the Python peers (warm and cold) and the memory target.
 fn runtime_rows(
     runs: &mut dyn Iterator<Item = &Value>,
@@ -161,7 +161,7 @@ pub fn print(results: &Path) -> Result<(), Error> {
 
     let floors: BTreeMap<String, &Value> =
         of("floor").map(|v| (v["label"].as_str().unwrap_or("").to_string(), v)).collect();
-    // The polars peer (bench/peer/handler.py) keyed by label; the pandas one (issue 14) beside it.
+    // The polars peer (bench/peer/handler.py) keyed by label; the pandas one beside it.
     let peers: BTreeMap<String, &Value> = of("peer")
         .filter(|v| v["peer"].as_str().unwrap_or("polars") == "polars")
         .map(|v| (v["label"].as_str().unwrap_or("").to_string(), v))

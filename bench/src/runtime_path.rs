@@ -1,4 +1,4 @@
-//! The stream consumer as Lambda runs it (issue 14): the real release binary, its own `main`
+//! The stream consumer as Lambda runs it: the real release binary, its own `main`
 //! and `lambda_runtime`, polling a loopback stand-in for the Lambda runtime API that hands it
 //! each event file's bytes in turn.
 //!

@@ -1,4 +1,4 @@
-//! How pinpipe's appends scale (issue 11): with the depth of the table, with concurrent writers,
+//! How pinpipe's appends scale: with the depth of the table, with concurrent writers,
 //! in S3 requests, and in the progress state the log keeps. Each subcommand prints one JSON line
 //! that `report` turns into rows; nothing here asserts on time.
 //!

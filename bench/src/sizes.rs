@@ -1,4 +1,4 @@
-//! What a function ships as (issue 14): its binary's size, whether it is stripped, and the size
+//! What a function ships as: its binary's size, whether it is stripped, and the size
 //! of the zip Lambda is given (the binary as `bootstrap`, deflated as `cargo lambda build
 //! --output-format zip` and `sam build` do).
 

@@ -1,5 +1,5 @@
 //! The Kinesis event Lambda hands the stream consumer, read in one pass from the invoke
-//! payload's bytes (issue 14).
+//! payload's bytes.
 //!
 //! `aws_lambda_events`' `KinesisEvent` owns everything: per record seven strings, a decoded
 //! `Vec<u8>` and a map of the fields it does not model, all allocated while the payload is

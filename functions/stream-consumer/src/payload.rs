@@ -1,5 +1,5 @@
 //! The invoke payload's bytes, from the runtime API's answer to the handler with no parse and no
-//! copy (issue 14).
+//! copy.
 //!
 //! `lambda_runtime` deserialises every payload into the handler's event type before calling it.
 //! Even as a `Box<RawValue>` that is a scan of the whole payload and a copy of it (about 16 ms

@@ -67,11 +67,12 @@ const MAX_TAIL_TO_READ: u64 = 32;
 /// Sources an appender keeps positions of past its loaded state before it reloads the table.
 const MAX_TAIL_ENTRIES: usize = 50_000;
 
-/// The pause after conflicting commit attempt n: full jitter up to 20 ms, 40 ms, 80 ms, ...
-/// (20 ms · 2^(n-1)), capped at 160 ms. Short on purpose: an appender that has lost a race has
-/// already read on to the table's head, so the next attempt is not doomed; the pause only
-/// spreads writers that keep colliding. A long pause would starve the writer that loses most
-/// (with 8 writers, pauses growing to 2 s made the slowest batch wait 10–25 s).
+/// The pause after lost race n past [`RACES_BEFORE_BACKOFF`]: full jitter up to 20 ms, 40 ms,
+/// 80 ms, capped at 160 ms. Short on purpose: an appender that has lost a race has already read
+/// on to the table's head, so its next attempt is not doomed; the pause only spreads writers
+/// that keep colliding. A long pause starves the writer that loses most (with 8 writers, pauses
+/// growing to 2 s made the slowest batch wait 10–25 s). Also the pause between attempts to add
+/// columns to a table.
 pub const COMMIT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(160));
 
 /// What an exactly-once append did.
@@ -105,6 +106,9 @@ pub struct TableAppender {
     base: Base,
     /// Set while this appender's background checkpoint is being written: one at a time.
     checkpointing: Arc<AtomicBool>,
+    /// The commit after the one a race was lost to, read with it: its version and its bytes
+    /// (`None`: not written yet).
+    prefetched: Option<(u64, Option<bytes::Bytes>)>,
 }
 
 /// The checkpoints this process's appenders are writing in the background.
@@ -157,6 +161,7 @@ impl TableAppender {
             known: HashMap::new(),
             base: Base::Unread,
             checkpointing: Arc::new(AtomicBool::new(false)),
+            prefetched: None,
         })
     }
 
@@ -192,6 +197,7 @@ impl TableAppender {
         self.tail.clear();
         self.known.clear();
         self.base = Base::Unread;
+        self.prefetched = None;
         Ok(())
     }
 
@@ -372,8 +378,16 @@ impl TableAppender {
     /// says what it means for an append that tried to commit `ours` (the log entry `our_bytes`)
     /// there. A commit identical to ours to the byte is ours: its PUT landed and the answer was
     /// lost (the entry names this attempt's own new files, so no other writer can write it).
+    ///
+    /// The version after it is read at the same time, for [`Self::read_ahead`]: usually there is
+    /// none yet and the next attempt can go, one round trip after the lost race rather than two
+    /// (a writer that keeps losing must not take longer per try than the writers that win).
     async fn read_winner(&mut self, version: u64, ours: &[Transaction], our_bytes: &[u8]) -> Result<Winner, LakeError> {
-        let bytes = self.table.log_store().read_commit_entry(version).await.map_err(|e| self.delta(e))?;
+        let log_store = self.table.log_store();
+        let (bytes, next) =
+            tokio::join!(log_store.read_commit_entry(version), log_store.read_commit_entry(version + 1));
+        let bytes = bytes.map_err(|e| self.delta(e))?;
+        self.prefetched = next.ok().map(|next| (version + 1, next));
         let Some(bytes) = bytes else {
             // The version exists but cannot be read back yet: treat it as a reshape, and reload.
             return Ok(Winner::Reshaped);
@@ -392,7 +406,11 @@ impl TableAppender {
     async fn read_ahead(&mut self, ours: &[Transaction]) -> Result<Winner, LakeError> {
         for _ in 0..MAX_TAIL_TO_READ {
             let next = self.version + 1;
-            let Some(bytes) = self.table.log_store().read_commit_entry(next).await.map_err(|e| self.delta(e))? else {
+            let read = match self.prefetched.take() {
+                Some((version, bytes)) if version == next => bytes,
+                _ => self.table.log_store().read_commit_entry(next).await.map_err(|e| self.delta(e))?,
+            };
+            let Some(bytes) = read else {
                 return Ok(Winner::Unrelated);
             };
             match self.learn_commit(next, &bytes, ours)? {
@@ -407,8 +425,8 @@ impl TableAppender {
     /// says what it means for an append of `ours`: moved one of its sources, reshaped the
     /// table, or neither.
     fn learn_commit(&mut self, version: u64, bytes: &[u8], ours: &[Transaction]) -> Result<Winner, LakeError> {
-        let CommitSummary { txns: theirs, reshapes: reshaped } = summarize_commit(version, bytes)
-            .map_err(|e| self.delta(DeltaTableError::Generic(e.to_string())))?;
+        let CommitSummary { txns: theirs, reshapes: reshaped } =
+            summarize_commit(version, bytes).map_err(|e| self.delta(DeltaTableError::Generic(e.to_string())))?;
         self.version = version;
         let moved_ours = theirs.iter().any(|(app_id, _)| ours.iter().any(|t| &t.app_id == app_id));
         for (app_id, v) in &theirs {

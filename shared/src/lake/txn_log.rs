@@ -18,8 +18,8 @@ use deltalake::arrow::array::{Array, Int64Array, StringArray, StructArray};
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStoreExt as _;
 use object_store::ObjectStore;
+use object_store::ObjectStoreExt as _;
 use object_store::path::Path;
 
 /// Commits read at once.
