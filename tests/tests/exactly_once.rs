@@ -138,9 +138,9 @@ async fn a_writer_idle_while_others_landed_many_commits_catches_up_and_lands_onc
     let lake = lake_through(&bucket, &proxy);
     let idle = TableSink::new(Table::Geo, lake.clone());
     consume_kinesis(&idle, &geo_batch("shardId-000000000000", 1, [0])).await.unwrap();
-    // Another shard's consumer lands more commits than an appender reads one by one (32), so
-    // the idle one, whose next commit loses the race at its old head, reads on and then
-    // reloads the table.
+    // Another shard's consumer lands 40 commits, so the idle one's next commit loses the race
+    // at its old head; it reads the commits in between (in rounds of 2, 4, 8, ... at once) and
+    // commits at the head.
     let busy = TableSink::new(Table::Geo, lake.clone());
     for i in 1..=40i64 {
         consume_kinesis(&busy, &geo_batch("shardId-000000000001", i as u64, [1_000 + i])).await.unwrap();

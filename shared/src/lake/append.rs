@@ -61,8 +61,12 @@ pub const MAX_COMMIT_ATTEMPTS: u32 = 64;
 /// with other writers and are retried at once; more mean contention.
 const RACES_BEFORE_BACKOFF: u32 = 3;
 
-/// Commits an appender reads one by one to catch up with the table before it reloads instead.
-const MAX_TAIL_TO_READ: u64 = 32;
+/// Commits an appender reads to catch up with the table before it reloads instead (a reload
+/// reads the checkpoint and every commit after it, twice: far more than this).
+const MAX_TAIL_TO_READ: u64 = 200;
+
+/// Commits read at once while catching up.
+const MAX_CONCURRENT_READS: u64 = 16;
 
 /// Sources an appender keeps positions of past its loaded state before it reloads the table.
 const MAX_TAIL_ENTRIES: usize = 50_000;
@@ -401,22 +405,42 @@ impl TableAppender {
 
     /// Reads the commits after [`Self::version`] up to the table's head (the first version not
     /// written yet), learning each, and says what the first that matters means for an append of
-    /// `ours`. Far behind (an appender idle while others wrote), it stops reading and asks for
-    /// a reload instead.
+    /// `ours`. The reads go in rounds of 2, 4, 8, ... versions at once, so a writer far behind
+    /// (one idle while others wrote, or slowed by a busy store) catches up in a few round trips
+    /// and reads at most about twice the commits there are. Very far behind, it asks for a
+    /// reload instead.
     async fn read_ahead(&mut self, ours: &[Transaction]) -> Result<Winner, LakeError> {
-        for _ in 0..MAX_TAIL_TO_READ {
+        let start = self.version;
+        let mut round = 2u64;
+        while self.version - start < MAX_TAIL_TO_READ {
             let next = self.version + 1;
-            let read = match self.prefetched.take() {
-                Some((version, bytes)) if version == next => bytes,
-                _ => self.table.log_store().read_commit_entry(next).await.map_err(|e| self.delta(e))?,
+            let mut reads: Vec<Option<bytes::Bytes>> = Vec::new();
+            let from = match self.prefetched.take() {
+                Some((version, bytes)) if version == next => {
+                    let head = bytes.is_none();
+                    reads.push(bytes);
+                    if head {
+                        return Ok(Winner::Unrelated);
+                    }
+                    next + 1
+                }
+                _ => next,
             };
-            let Some(bytes) = read else {
-                return Ok(Winner::Unrelated);
-            };
-            match self.learn_commit(next, &bytes, ours)? {
-                Winner::Unrelated => {}
-                other => return Ok(other),
+            let log_store = self.table.log_store();
+            let fetched = futures::future::join_all((from..next + round).map(|v| log_store.read_commit_entry(v))).await;
+            for read in fetched {
+                reads.push(read.map_err(|e| self.delta(e))?);
             }
+            for (i, read) in reads.into_iter().enumerate() {
+                let Some(bytes) = read else {
+                    return Ok(Winner::Unrelated);
+                };
+                match self.learn_commit(next + i as u64, &bytes, ours)? {
+                    Winner::Unrelated => {}
+                    other => return Ok(other),
+                }
+            }
+            round = (round * 2).min(MAX_CONCURRENT_READS);
         }
         Ok(Winner::Reshaped)
     }
