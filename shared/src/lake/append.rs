@@ -110,6 +110,8 @@ pub struct TableAppender {
     base: Base,
     /// Set while this appender's background checkpoint is being written: one at a time.
     checkpointing: Arc<AtomicBool>,
+    /// A checkpoint came due while the last was being written: write it at the next commit.
+    checkpoint_deferred: bool,
     /// The commit after the one a race was lost to, read with it: its version and its bytes
     /// (`None`: not written yet).
     prefetched: Option<(u64, Option<bytes::Bytes>)>,
@@ -165,6 +167,7 @@ impl TableAppender {
             known: HashMap::new(),
             base: Base::Unread,
             checkpointing: Arc::new(AtomicBool::new(false)),
+            checkpoint_deferred: false,
             prefetched: None,
         })
     }
@@ -499,7 +502,12 @@ impl TableAppender {
     async fn checkpoint_if_due(&mut self, version: u64) {
         let interval =
             self.table.snapshot().map_or(100, |s| s.table_config().checkpoint_interval.map_or(100, |n| n.get()));
-        if version % interval == 0 && !self.checkpointing.swap(true, Ordering::AcqRel) {
+        // Due on the interval, or at this appender's first commit after a boundary it landed on
+        // while its last checkpoint was still being written (a fast writer on a local lake):
+        // otherwise the tail a cold start reads would grow past the interval.
+        let due = version % interval == 0 || self.checkpoint_deferred;
+        if due && !self.checkpointing.swap(true, Ordering::AcqRel) {
+            self.checkpoint_deferred = false;
             let (log_store, uri, busy) = (self.table.log_store(), self.uri(), self.checkpointing.clone());
             let task = tokio::spawn(async move {
                 // Cleared however the task ends, a panic in delta-rs included.
@@ -517,9 +525,9 @@ impl TableAppender {
             let mut background = BACKGROUND.lock().unwrap_or_else(|e| e.into_inner());
             background.retain(|task| !task.is_finished());
             background.push(task);
-        } else if version % interval == 0 {
-            // Still writing the last one (a busy table, a slow store): the next boundary writes one.
-            tracing::debug!(table = %self.uri(), version, "a checkpoint is still being written; skipping this one");
+        } else if due {
+            tracing::debug!(table = %self.uri(), version, "a checkpoint is still being written; writing this one later");
+            self.checkpoint_deferred = true;
         }
         if self.tail.len() > MAX_TAIL_ENTRIES
             && let Err(error) = self.reload().await
