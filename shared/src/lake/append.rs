@@ -50,7 +50,7 @@ use deltalake::{DeltaTable, DeltaTableError};
 
 use super::progress::{Marked, Position, SourceKey, committed_position};
 use super::txn_log::{CommitSummary, summarize_commit, txn_versions};
-use super::{LOAD_ATTEMPTS, LakeError, is_listing_gap};
+use super::{LISTING_RETRY_PAUSE, LOAD_ATTEMPTS, LakeError, is_listing_gap};
 use crate::backoff::Backoff;
 
 /// How many commits an append may lose races to before it gives up (the batch then fails and
@@ -197,6 +197,7 @@ impl TableAppender {
             if !is_listing_gap(&e) || attempt >= LOAD_ATTEMPTS {
                 return Err(self.delta(e));
             }
+            tokio::time::sleep(LISTING_RETRY_PAUSE.delay(attempt)).await;
             attempt += 1;
         }
         let version = self.table.version().unwrap_or(self.version);

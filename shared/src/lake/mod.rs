@@ -105,6 +105,7 @@ impl Lake {
                 Err(DeltaTableError::NotATable(_)) => return Ok(None),
                 Err(e) if is_listing_gap(&e) && attempt < LOAD_ATTEMPTS => {
                     tracing::debug!(table = %url, attempt, error = %e, "the log listing raced a commit; listing again");
+                    tokio::time::sleep(LISTING_RETRY_PAUSE.delay(attempt)).await;
                     attempt += 1;
                 }
                 Err(e) => return Err(delta(e)),
@@ -145,8 +146,14 @@ impl Lake {
     }
 }
 
-/// How many times a table load lists the log when the listing raced a commit.
-pub(crate) const LOAD_ATTEMPTS: u32 = 3;
+/// How many times a table load lists the log when the listing raced a commit. A table
+/// written many times a second (8 writers on local disk: 160 commits a second) can race
+/// several listings in a row; each retry waits [`LISTING_RETRY_PAUSE`] first.
+pub(crate) const LOAD_ATTEMPTS: u32 = 10;
+
+/// The pause before listing the log again after a listing raced a commit.
+pub(crate) const LISTING_RETRY_PAUSE: crate::backoff::Backoff =
+    crate::backoff::Backoff::new(std::time::Duration::from_millis(5), std::time::Duration::from_millis(100));
 
 /// Whether a failed load saw the log in the middle of other writers' commits: a listing of
 /// `_delta_log` is no snapshot (a local directory lists in hash order, S3 page by page), so a
