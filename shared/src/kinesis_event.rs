@@ -31,6 +31,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+use crate::json::Text;
+
 /// The payload is not a Kinesis event Lambda would send: not JSON, no `Records` array, a
 /// record without `kinesis.data` or `kinesis.approximateArrivalTimestamp`, or a field of the
 /// wrong type. Lambda is then answered with an invocation error, as the runtime did when its
@@ -189,32 +191,6 @@ impl<'a> WireRecord<'a> {
             data: RecordData::Base64(self.kinesis.data.0),
             arrived_at: self.kinesis.approximate_arrival_timestamp.0,
         }
-    }
-}
-
-/// A JSON string, borrowed unless it had escapes. (`#[serde(borrow)]` on a bare `Cow<str>`
-/// does this too, but not inside an `Option`.)
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TextVisitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
-            type Value = Text<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v.to_string())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v)))
-            }
-        }
-        deserializer.deserialize_str(TextVisitor(std::marker::PhantomData))
     }
 }
 
