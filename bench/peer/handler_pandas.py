@@ -15,24 +15,10 @@ import pandas as pd
 import pyarrow as pa
 from deltalake import write_deltalake
 
+from rules import FIELDS, NULLS
+
 TABLE = os.environ["PINPIPE_TABLE"]
 LAKE = os.environ["PINPIPE_LAKE_URI"].rstrip("/")
-
-# As handler.py's, copied rather than imported: importing it would import polars too.
-NULLS = {
-    "title": ["No Title Data Available"],
-    "description": ["No description available Story format", "No description available", "Untitled"],
-    "poster_name": ["User Info Error"],
-    "follower_count": ["User Info Error"],
-    "tag_list": ["N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e"],
-    "image_src": ["Image src error."],
-}
-FIELDS = {
-    "pin": ["index", "ind", "unique_id", "title", "description", "follower_count", "poster_name", "tag_list",
-            "is_image_or_video", "image_src", "save_location", "category", "downloaded"],
-    "geo": ["ind", "index", "country", "latitude", "longitude", "timestamp"],
-    "user": ["ind", "index", "first_name", "last_name", "age", "date_joined"],
-}
 
 
 def blank_to_null(s, nulls=()):
