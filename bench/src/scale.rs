@@ -88,28 +88,33 @@ fn thread_named(name: &str) -> Option<i32> {
 struct Counts {
     total: u64,
     by_kind: BTreeMap<String, u64>,
+    /// By kind and object (`GET commit`, `PUT data`, `LIST intents`, ...).
+    by_object: BTreeMap<String, u64>,
+}
+
+/// `now - before`, key by key, without the zeros.
+fn difference(now: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    now.iter()
+        .map(|(k, v)| (k.clone(), v.saturating_sub(before.get(k).copied().unwrap_or(0))))
+        .filter(|(_, v)| *v > 0)
+        .collect()
 }
 
 impl Counts {
     fn since(&self, before: &Counts) -> Counts {
-        let by_kind = self
-            .by_kind
-            .iter()
-            .map(|(k, v)| (k.clone(), v - before.by_kind.get(k).copied().unwrap_or(0)))
-            .filter(|(_, v)| *v > 0)
-            .collect();
-        Counts { total: self.total - before.total, by_kind }
+        Counts {
+            total: self.total - before.total,
+            by_kind: difference(&self.by_kind, &before.by_kind),
+            by_object: difference(&self.by_object, &before.by_object),
+        }
     }
 
     fn minus(&self, other: &Counts) -> Counts {
-        let mut by_kind = self.by_kind.clone();
-        for (k, v) in &other.by_kind {
-            if let Some(mine) = by_kind.get_mut(k) {
-                *mine = mine.saturating_sub(*v);
-            }
+        Counts {
+            total: self.total.saturating_sub(other.total),
+            by_kind: difference(&self.by_kind, &other.by_kind),
+            by_object: difference(&self.by_object, &other.by_object),
         }
-        by_kind.retain(|_, v| *v > 0);
-        Counts { total: self.total.saturating_sub(other.total), by_kind }
     }
 
     fn add(&mut self, other: &Counts) {
@@ -117,10 +122,13 @@ impl Counts {
         for (k, v) in &other.by_kind {
             *self.by_kind.entry(k.clone()).or_default() += v;
         }
+        for (k, v) in &other.by_object {
+            *self.by_object.entry(k.clone()).or_default() += v;
+        }
     }
 
     fn json(&self) -> Value {
-        json!({"total": self.total, "by_kind": self.by_kind})
+        json!({"total": self.total, "by_kind": self.by_kind, "by_object": self.by_object})
     }
 }
 
@@ -175,6 +183,7 @@ impl Env {
             Some((proxy, _)) => Counts {
                 total: proxy.stats.requests.load(std::sync::atomic::Ordering::Relaxed),
                 by_kind: proxy.stats.requests_by_kind().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                by_object: proxy.stats.requests_by_object(),
             },
         }
     }
@@ -465,6 +474,10 @@ struct WriterStats {
     failed: u64,
     collisions: u64,
     attempts: u64,
+    /// Batches that another writer's commit carried (group commits), and the other writers'
+    /// batches this writer's commits carried.
+    landed_by_another: u64,
+    carried: u64,
     errors: Vec<String>,
 }
 
@@ -477,6 +490,8 @@ async fn deliver(sink: &TableSink, event: &KinesisEvent, stats: &mut WriterStats
             Ok(summary) => {
                 stats.collisions += collisions(&summary);
                 stats.attempts += u64::from(summary.rows.attempts) + u64::from(summary.quarantined.attempts);
+                stats.landed_by_another += u64::from(summary.rows.landed_by_another);
+                stats.carried += summary.rows.carried as u64;
                 return Ok(ms(started.elapsed()));
             }
             Err(error) => {
@@ -541,6 +556,8 @@ pub async fn writers(args: &Args) -> Result<(), Error> {
         all.failed += stats.failed;
         all.collisions += stats.collisions;
         all.attempts += stats.attempts;
+        all.landed_by_another += stats.landed_by_another;
+        all.carried += stats.carried;
         all.errors.extend(stats.errors);
     }
     let window_s = ended.duration_since(window_started).as_secs_f64();
@@ -570,6 +587,7 @@ pub async fn writers(args: &Args) -> Result<(), Error> {
             "max_ms": percentile(&all.latencies_ms, 100.0), "mean_ms": mean(&all.latencies_ms),
             "cold_ms": {"median": median(&cold_ms), "max": percentile(&cold_ms, 100.0)},
             "failed": all.failed, "errors": all.errors, "collisions": all.collisions, "commit_attempts": all.attempts,
+            "landed_by_another": all.landed_by_another, "carried": all.carried,
             "cpu_ms_per_batch": cpu_ms / all.batches as f64,
             "requests": requests.json(), "requests_per_batch": requests.total as f64 / all.batches as f64,
             "records_sent": sent, "rows": rows, "quarantined": quarantined, "duplicates": duplicates,

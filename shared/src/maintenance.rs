@@ -63,6 +63,8 @@ pub struct MaintenanceReport {
     pub checkpoint_version: Option<u64>,
     pub logs_cleaned: usize,
     pub files_vacuumed: usize,
+    /// Group-commit intents abandoned for longer than a Lambda invocation lasts, deleted.
+    pub intents_swept: usize,
     pub duration_ms: u64,
 }
 
@@ -104,7 +106,8 @@ pub async fn maintain_lake(lake: &Lake, policy: &MaintenancePolicy) -> Vec<Table
     outcomes
 }
 
-/// Runs compaction, checkpoint, log cleanup and vacuum on the table `name`, if it exists.
+/// Runs compaction, checkpoint, log cleanup and vacuum on the table `name`, if it exists, and
+/// sweeps its abandoned group-commit intents.
 pub async fn maintain(
     lake: &Lake,
     name: &str,
@@ -141,6 +144,9 @@ pub async fn maintain(
         .await
         .map_err(delta)?;
     report.files_vacuumed = metrics.files_deleted.len();
+    report.intents_swept = crate::lake::intents::sweep(table.log_store().object_store(None))
+        .await
+        .map_err(|source| LakeError::Intents { uri: uri.clone(), source: Box::new(source) })?;
     report.version = table.version();
     report.files_after = active_files(&table).map_err(delta)?.len();
     report.duration_ms = started.elapsed().as_millis() as u64;

@@ -70,6 +70,8 @@ pub struct FaultStats {
     pub throttled_entries: AtomicU64,
     /// Requests by kind: the HTTP method, with S3 listings (`GET ?list-type=`) as `LIST`.
     by_kind: Mutex<BTreeMap<&'static str, u64>>,
+    /// Requests by kind and the Delta object they are for (see [`object_of`]).
+    by_object: Mutex<BTreeMap<String, u64>>,
 }
 
 impl FaultStats {
@@ -86,7 +88,13 @@ impl FaultStats {
         self.by_kind.lock().unwrap().clone()
     }
 
-    fn count(&self, method: &hyper::Method, query: Option<&str>) {
+    /// How many requests of each kind went to each kind of object: `GET commit`,
+    /// `PUT data`, `LIST intents`, ...
+    pub fn requests_by_object(&self) -> BTreeMap<String, u64> {
+        self.by_object.lock().unwrap().clone()
+    }
+
+    fn count(&self, method: &hyper::Method, query: Option<&str>, path: &str) {
         let kind = match *method {
             hyper::Method::GET if query.is_some_and(|q| q.split('&').any(|p| p.starts_with("list-type="))) => "LIST",
             hyper::Method::GET => "GET",
@@ -97,6 +105,27 @@ impl FaultStats {
             _ => "other",
         };
         *self.by_kind.lock().unwrap().entry(kind).or_default() += 1;
+        let listed = query.and_then(|q| q.split('&').find_map(|p| p.strip_prefix("prefix=")));
+        let object = object_of(listed.unwrap_or(path));
+        *self.by_object.lock().unwrap().entry(format!("{kind} {object}")).or_default() += 1;
+    }
+}
+
+/// What a request's path (or a listing's prefix, URL-encoded) is in a Delta table.
+fn object_of(path: &str) -> &'static str {
+    let path = path.replace("%2F", "/");
+    if path.contains("_pinpipe_intents") {
+        "intents"
+    } else if path.contains("_delta_log") && path.contains(".checkpoint") {
+        "checkpoint"
+    } else if path.contains("_delta_log/0") && path.ends_with(".json") {
+        "commit"
+    } else if path.contains("_delta_log") {
+        "log"
+    } else if path.ends_with(".parquet") {
+        "data"
+    } else {
+        "other"
     }
 }
 
@@ -222,7 +251,7 @@ fn error_response(status: StatusCode, code: &str) -> Response<Full<Bytes>> {
 
 async fn forward(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Dropped> {
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
-    state.stats.count(req.method(), req.uri().query());
+    state.stats.count(req.method(), req.uri().query(), req.uri().path());
     let latency = state.latency_us.load(Ordering::Relaxed);
     if latency > 0 {
         tokio::time::sleep(Duration::from_micros(latency)).await;

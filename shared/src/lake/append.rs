@@ -29,25 +29,32 @@
 //! Every `checkpointInterval` versions (100 by default) the writer that lands on the boundary
 //! has a checkpoint written, in the background, so cold starts read a checkpoint and a short tail.
 //!
+//! Writers that keep colliding commit for each other: an append that loses a race publishes
+//! itself as an intent, and the next contended writer's commit carries it (see
+//! [`super::intents`]). One writer alone never lists or publishes anything.
+//!
 //! The scheme assumes each source is written by one delivery at a time, as Lambda does for a
 //! shard with `ParallelizationFactor: 1` (the template's setting); two deliveries racing on the
 //! same source are still safe, since the loser sees the winner's `txn` entries.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::transaction::{CommitData, TransactionError};
-use deltalake::kernel::{Action, Transaction};
+use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::logstore::CommitOrBytes;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
 
+use object_store::path::Path;
+
+use super::intents::{ABANDONED_AFTER, CONTENTION_WINDOW, Intent, IntentError, Intents, Listed, MAX_CARRIED, Move};
 use super::progress::{Marked, Position, SourceKey, committed_position};
 use super::txn_log::{CommitSummary, summarize_commit, txn_versions};
 use super::{LISTING_RETRY_PAUSE, LOAD_ATTEMPTS, LakeError, is_listing_gap};
@@ -91,6 +98,10 @@ pub struct AppendOutcome {
     pub already_committed: usize,
     /// Commit attempts, the successful one included (1 when no other writer got in between).
     pub attempts: u32,
+    /// Other writers' appends (intents) this append's commit carried.
+    pub carried: usize,
+    /// The rows landed in another writer's commit, which carried this append's intent.
+    pub landed_by_another: bool,
 }
 
 /// Appends batches to one table, exactly once per source position (see the module docs).
@@ -115,6 +126,11 @@ pub struct TableAppender {
     /// The commit after the one a race was lost to, read with it: its version and its bytes
     /// (`None`: not written yet).
     prefetched: Option<(u64, Option<bytes::Bytes>)>,
+    /// The table's published intents, as far as this appender has read them.
+    intents: Intents,
+    /// Until when this appender counts as contended: it lists and carries intents, and
+    /// publishes its own after a lost race.
+    contended_until: Option<Instant>,
 }
 
 /// The checkpoints this process's appenders are writing in the background.
@@ -147,6 +163,8 @@ enum Winner {
     MovedOurSources,
     /// It is this very commit (the answer to our PUT was lost, the PUT landed).
     Ours,
+    /// Another writer's commit that carried this append's intent: the rows have landed.
+    Landed,
     /// It changed the schema, protocol or table properties (or the appender is too far behind
     /// to read the log commit by commit): reload the table.
     Reshaped,
@@ -159,6 +177,7 @@ impl TableAppender {
             uri: table.table_url().to_string(),
             source: DeltaTableError::Generic("the table is not loaded".into()),
         })?;
+        let intents = Intents::new(table.log_store().object_store(None));
         Ok(Self {
             table,
             loaded: version,
@@ -169,6 +188,8 @@ impl TableAppender {
             checkpointing: Arc::new(AtomicBool::new(false)),
             checkpoint_deferred: false,
             prefetched: None,
+            intents,
+            contended_until: None,
         })
     }
 
@@ -288,34 +309,37 @@ impl TableAppender {
             let fresh: Vec<&T> = items.iter().filter(|m| is_new(m)).map(|m| &m.item).collect();
             if fresh.is_empty() {
                 let attempts = attempts.max(1);
-                return Ok(AppendOutcome { version: None, rows_written: 0, already_committed: items.len(), attempts });
+                let already_committed = items.len();
+                return Ok(AppendOutcome { version: None, already_committed, attempts, ..Default::default() });
             }
             let now_ms = chrono::Utc::now().timestamp_millis();
             let mut txns = Vec::new();
-            let mut advanced = Vec::new();
+            let mut moves = Vec::new();
             for (key, top) in &highest {
-                if committed[*key].as_ref().is_some_and(|done| *top <= done) {
+                let from = committed[*key].clone();
+                if from.as_ref().is_some_and(|done| *top <= done) {
                     continue;
                 }
-                advanced.push((*key, *top));
-                let versions = key.encode(top).ok_or_else(|| LakeError::Progress {
-                    uri: self.uri(),
-                    key: key.to_string(),
-                    detail: format!("position {top} does not fit an i64"),
-                })?;
-                txns.extend(
-                    key.app_ids()
-                        .into_iter()
-                        .zip(versions)
-                        .map(|(app_id, v)| Transaction::new_with_last_update(app_id, v, Some(now_ms))),
-                );
+                txns.extend(self.txns_for(key, top, now_ms)?);
+                moves.push(Move { key: (*key).clone(), from, to: (*top).clone() });
             }
-            let bytes = self.commit_bytes(build(&fresh)?, &txns, &app_metadata).await?;
+            let adds = self.write_files(build(&fresh)?).await?;
+            let own_file = adds.first().map(|add| add.path.clone());
+            // This round's intent, once published (after its first lost race).
+            let mut published: Option<Path> = None;
             loop {
                 attempts += 1;
                 if attempts > MAX_COMMIT_ATTEMPTS {
                     return Err(LakeError::Contended { uri: self.uri(), attempts: MAX_COMMIT_ATTEMPTS });
                 }
+                let carried = if self.contended() { self.carry(&moves, published.as_ref()).await } else { Vec::new() };
+                let mut all_txns = txns.clone();
+                for (_, intent) in &carried {
+                    for m in &intent.moves {
+                        all_txns.extend(self.txns_for(&m.key, &m.to, now_ms)?);
+                    }
+                }
+                let bytes = self.commit_bytes(&adds, &carried, &all_txns, &app_metadata)?;
                 let target = self.version + 1;
                 let written = self
                     .table
@@ -324,36 +348,60 @@ impl TableAppender {
                     .await;
                 let winner = match written {
                     Ok(()) => Winner::Ours,
-                    Err(TransactionError::VersionAlreadyExists(_)) => self.read_winner(target, &txns, &bytes).await?,
+                    Err(TransactionError::VersionAlreadyExists(_)) => {
+                        self.read_winner(target, &txns, own_file.as_deref(), &bytes).await?
+                    }
                     Err(e) => return Err(self.delta(e.into())),
                 };
+                let winner = match winner {
+                    Winner::Unrelated => {
+                        races += 1;
+                        self.contended_until = Some(Instant::now() + CONTENTION_WINDOW);
+                        // The table may have moved further than the commit we lost to: read on to
+                        // its head, so the next attempt aims at a free version instead of losing
+                        // again to a commit that is already there (a GET is cheaper than a refused
+                        // PUT, and it does not hold up the writers whose PUTs are landing).
+                        // Meanwhile, publish this append, so whoever commits next can carry it.
+                        let publish = {
+                            let (intents, due) = (self.intents.publisher(), published.is_none());
+                            let intent = Intent { moves: moves.clone(), adds: adds.clone() };
+                            async move { if due { intents.publish(&intent).await.ok() } else { None } }
+                        };
+                        let (ahead, newly_published) =
+                            tokio::join!(self.read_ahead(&txns, own_file.as_deref()), publish);
+                        published = published.or(newly_published);
+                        ahead?
+                    }
+                    other => other,
+                };
+                let rows_written = fresh.len();
+                let already_committed = items.len() - rows_written;
+                let outcome = AppendOutcome { rows_written, already_committed, attempts, ..Default::default() };
                 match winner {
                     Winner::Ours => {
-                        self.learn_own(target, &txns, &advanced);
+                        self.learn_own(target, &all_txns, &moves, &carried);
                         self.checkpoint_if_due(target).await;
-                        let rows_written = fresh.len();
-                        let already_committed = items.len() - rows_written;
-                        return Ok(AppendOutcome { version: Some(target), rows_written, already_committed, attempts });
+                        let mut done: Vec<Path> = carried.iter().map(|(path, _)| path.clone()).collect();
+                        done.extend(published);
+                        self.intents.delete_later(done);
+                        return Ok(AppendOutcome { version: Some(target), carried: carried.len(), ..outcome });
+                    }
+                    Winner::Landed => {
+                        // The commit that carried this append moved its sources to `moves`' ends.
+                        self.learn_own(self.version, &[], &moves, &[]);
+                        self.intents.delete_later(published.into_iter().collect());
+                        return Ok(AppendOutcome { version: Some(self.version), landed_by_another: true, ..outcome });
+                    }
+                    Winner::MovedOurSources => {
+                        self.intents.delete_later(published.into_iter().collect());
+                        continue 'recompute;
+                    }
+                    Winner::Reshaped => {
+                        self.intents.delete_later(published.into_iter().collect());
+                        self.reload().await?;
+                        continue 'recompute;
                     }
                     Winner::Unrelated => {}
-                    Winner::MovedOurSources => continue 'recompute,
-                    Winner::Reshaped => {
-                        self.reload().await?;
-                        continue 'recompute;
-                    }
-                }
-                races += 1;
-                // The table may have moved further than the commit we lost to: read on to its
-                // head, so the next attempt aims at a free version instead of losing again to a
-                // commit that is already there (a GET is cheaper than a refused PUT, and it does
-                // not hold up the writers whose PUTs are landing).
-                match self.read_ahead(&txns).await? {
-                    Winner::Unrelated | Winner::Ours => {}
-                    Winner::MovedOurSources => continue 'recompute,
-                    Winner::Reshaped => {
-                        self.reload().await?;
-                        continue 'recompute;
-                    }
                 }
                 tracing::debug!(table = %self.uri(), version = target, races, "lost a commit race; trying the head");
                 if races > RACES_BEFORE_BACKOFF {
@@ -363,34 +411,141 @@ impl TableAppender {
         }
     }
 
-    /// Writes `batch` as Parquet files under the table and returns the commit's log entry:
-    /// `commitInfo`, the `add` actions and the `txn` actions.
-    async fn commit_bytes(
+    /// Whether this appender lost a race within the last [`CONTENTION_WINDOW`].
+    fn contended(&self) -> bool {
+        self.contended_until.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// The `txn` actions that record `position` for `key`.
+    fn txns_for(&self, key: &SourceKey, position: &Position, now_ms: i64) -> Result<Vec<Transaction>, LakeError> {
+        let versions = key.encode(position).ok_or_else(|| LakeError::Progress {
+            uri: self.uri(),
+            key: key.to_string(),
+            detail: format!("position {position} does not fit an i64"),
+        })?;
+        Ok(key
+            .app_ids()
+            .into_iter()
+            .zip(versions)
+            .map(|(app_id, v)| Transaction::new_with_last_update(app_id, v, Some(now_ms)))
+            .collect())
+    }
+
+    /// The published intents the next commit can carry beside this append's `own` moves, oldest
+    /// first: those whose every source is, as of [`Self::version`], exactly where the intent
+    /// moves it from, and not moved by anything else in the commit. Stale intents (a source
+    /// already past `from`) and abandoned ones are deleted on the way. Listing is only help:
+    /// when it fails, the append commits alone.
+    async fn carry(&mut self, own: &[Move], own_intent: Option<&Path>) -> Vec<(Path, Arc<Intent>)> {
+        match self.choose_carried(own, own_intent).await {
+            Ok(carried) => carried,
+            Err(error) => {
+                tracing::debug!(table = %self.uri(), %error, "could not read intents; committing alone");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn choose_carried(
+        &mut self,
+        own: &[Move],
+        own_intent: Option<&Path>,
+    ) -> Result<Vec<(Path, Arc<Intent>)>, IntentError> {
+        let mut listed = self.intents.list().await?;
+        listed.retain(|l| Some(&l.path) != own_intent);
+        // Names too long to carry their moves: read those intents to learn them.
+        let nameless: Vec<&Path> = listed.iter().filter(|l| l.moves.is_none()).map(|l| &l.path).collect();
+        let read = self.intents.read(&nameless).await?;
+        let mut learnt: HashMap<Path, Vec<Move>> = HashMap::new();
+        for (path, intent) in nameless.into_iter().zip(read) {
+            if let Some(intent) = intent {
+                learnt.insert(path.clone(), intent.moves.clone());
+            }
+        }
+        let mut moving: HashSet<SourceKey> = own.iter().map(|m| m.key.clone()).collect();
+        let (mut chosen, mut stale) = (Vec::new(), Vec::new());
+        for Listed { path, age, moves } in listed {
+            let Some(moves) = moves.or_else(|| learnt.remove(&path)) else {
+                if age >= ABANDONED_AFTER {
+                    stale.push(path); // unreadable, or gone already
+                }
+                continue;
+            };
+            if chosen.len() >= MAX_CARRIED {
+                continue;
+            }
+            let (mut committable, mut past) = (true, false);
+            for m in &moves {
+                match self.position(&m.key).await {
+                    Ok(current) => {
+                        past |= current > m.from;
+                        committable &= current == m.from && !moving.contains(&m.key);
+                    }
+                    Err(_) => committable = false,
+                }
+            }
+            if past || (!committable && age >= ABANDONED_AFTER) {
+                stale.push(path);
+            } else if committable {
+                moving.extend(moves.into_iter().map(|m| m.key));
+                chosen.push(path);
+            }
+        }
+        self.intents.delete_later(stale);
+        let intents = self.intents.read(&chosen.iter().collect::<Vec<_>>()).await?;
+        // An intent gone since the listing was carried or withdrawn by its writer: skip it.
+        Ok(chosen
+            .into_iter()
+            .zip(intents)
+            .filter_map(|(path, intent)| intent.map(|intent| (path, intent)))
+            .filter(|(_, intent)| !intent.adds.is_empty())
+            .collect())
+    }
+
+    /// Writes `batch` as Parquet files under the table and returns their `add` actions.
+    async fn write_files(&self, batch: RecordBatch) -> Result<Vec<Add>, LakeError> {
+        let mut writer = RecordBatchWriter::for_table(&self.table).map_err(|e| self.delta(e))?;
+        writer.write(batch).await.map_err(|e| self.delta(e))?;
+        writer.flush().await.map_err(|e| self.delta(e))
+    }
+
+    /// The commit's log entry: `commitInfo`, the `add` actions of this append and of the
+    /// intents it carries, and `txns` (all of their sources' new positions).
+    fn commit_bytes(
         &self,
-        batch: RecordBatch,
+        adds: &[Add],
+        carried: &[(Path, Arc<Intent>)],
         txns: &[Transaction],
         app_metadata: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<bytes::Bytes, LakeError> {
-        let mut writer = RecordBatchWriter::for_table(&self.table).map_err(|e| self.delta(e))?;
-        writer.write(batch).await.map_err(|e| self.delta(e))?;
-        let adds = writer.flush().await.map_err(|e| self.delta(e))?;
         let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
-        let metadata: HashMap<String, serde_json::Value> = app_metadata.clone().into_iter().collect();
-        let actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+        let mut metadata: HashMap<String, serde_json::Value> = app_metadata.clone().into_iter().collect();
+        if !carried.is_empty() {
+            metadata.insert("pinpipeCarried".into(), carried.len().into());
+        }
+        let carried_adds = carried.iter().flat_map(|(_, intent)| intent.adds.iter());
+        let actions: Vec<Action> = adds.iter().chain(carried_adds).cloned().map(Action::Add).collect();
         CommitData::new(actions, operation, metadata, txns.to_vec())
             .get_bytes()
             .map_err(|e| self.delta(DeltaTableError::from(e)))
     }
 
     /// Reads the commit at `version` that another writer won, learns its `txn` entries, and
-    /// says what it means for an append that tried to commit `ours` (the log entry `our_bytes`)
-    /// there. A commit identical to ours to the byte is ours: its PUT landed and the answer was
-    /// lost (the entry names this attempt's own new files, so no other writer can write it).
+    /// says what it means for an append that tried to commit `ours` (its own `txn` actions, its
+    /// first file `own_file`, the log entry `our_bytes`) there. A commit identical to ours to
+    /// the byte is ours: its PUT landed and the answer was lost (the entry names this attempt's
+    /// own new files, so no other writer can write it).
     ///
     /// The version after it is read at the same time, for [`Self::read_ahead`]: usually there is
     /// none yet and the next attempt can go, one round trip after the lost race rather than two
     /// (a writer that keeps losing must not take longer per try than the writers that win).
-    async fn read_winner(&mut self, version: u64, ours: &[Transaction], our_bytes: &[u8]) -> Result<Winner, LakeError> {
+    async fn read_winner(
+        &mut self,
+        version: u64,
+        ours: &[Transaction],
+        own_file: Option<&str>,
+        our_bytes: &[u8],
+    ) -> Result<Winner, LakeError> {
         let log_store = self.table.log_store();
         let (bytes, next) =
             tokio::join!(log_store.read_commit_entry(version), log_store.read_commit_entry(version + 1));
@@ -400,20 +555,17 @@ impl TableAppender {
             // The version exists but cannot be read back yet: treat it as a reshape, and reload.
             return Ok(Winner::Reshaped);
         };
-        let winner = self.learn_commit(version, &bytes, ours)?;
-        Ok(match winner {
-            Winner::Unrelated | Winner::MovedOurSources if bytes.as_ref() == our_bytes => Winner::Ours,
-            other => other,
-        })
+        let winner = self.learn_commit(version, &bytes, ours, own_file)?;
+        Ok(if bytes.as_ref() == our_bytes && !matches!(winner, Winner::Reshaped) { Winner::Ours } else { winner })
     }
 
     /// Reads the commits after [`Self::version`] up to the table's head (the first version not
     /// written yet), learning each, and says what the first that matters means for an append of
-    /// `ours`. The reads go in rounds of 2, 4, 8, ... versions at once, so a writer far behind
-    /// (one idle while others wrote, or slowed by a busy store) catches up in a few round trips
-    /// and reads at most about twice the commits there are. Very far behind, it asks for a
-    /// reload instead.
-    async fn read_ahead(&mut self, ours: &[Transaction]) -> Result<Winner, LakeError> {
+    /// `ours` (see [`Self::read_winner`]). The reads go in rounds of 2, 4, 8, ... versions at
+    /// once, so a writer far behind (one idle while others wrote, or slowed by a busy store)
+    /// catches up in a few round trips and reads at most about twice the commits there are.
+    /// Very far behind, it asks for a reload instead.
+    async fn read_ahead(&mut self, ours: &[Transaction], own_file: Option<&str>) -> Result<Winner, LakeError> {
         let start = self.version;
         let mut round = 2u64;
         while self.version - start < MAX_TAIL_TO_READ {
@@ -439,7 +591,7 @@ impl TableAppender {
                 let Some(bytes) = read else {
                     return Ok(Winner::Unrelated);
                 };
-                match self.learn_commit(next + i as u64, &bytes, ours)? {
+                match self.learn_commit(next + i as u64, &bytes, ours, own_file)? {
                     Winner::Unrelated => {}
                     other => return Ok(other),
                 }
@@ -450,10 +602,16 @@ impl TableAppender {
     }
 
     /// Learns the commit `bytes` at `version` (the appender now knows the log up to it) and
-    /// says what it means for an append of `ours`: moved one of its sources, reshaped the
-    /// table, or neither.
-    fn learn_commit(&mut self, version: u64, bytes: &[u8], ours: &[Transaction]) -> Result<Winner, LakeError> {
-        let CommitSummary { txns: theirs, reshapes: reshaped } =
+    /// says what it means for an append of `ours` whose first file is `own_file`: carried it
+    /// (it adds that file), moved one of its sources, reshaped the table, or none of these.
+    fn learn_commit(
+        &mut self,
+        version: u64,
+        bytes: &[u8],
+        ours: &[Transaction],
+        own_file: Option<&str>,
+    ) -> Result<Winner, LakeError> {
+        let CommitSummary { txns: theirs, reshapes: reshaped, adds } =
             summarize_commit(version, bytes).map_err(|e| self.delta(DeltaTableError::Generic(e.to_string())))?;
         self.version = version;
         let moved_ours = theirs.iter().any(|(app_id, _)| ours.iter().any(|t| &t.app_id == app_id));
@@ -464,8 +622,11 @@ impl TableAppender {
             // Positions derived before this commit may be stale for the sources it moved.
             self.known.retain(|key, _| key.app_ids().iter().all(|id| !theirs.iter().any(|(a, _)| a == id)));
         }
+        let carried_ours = own_file.is_some_and(|file| adds.iter().any(|path| path == file));
         Ok(if reshaped {
             Winner::Reshaped
+        } else if carried_ours {
+            Winner::Landed
         } else if moved_ours {
             Winner::MovedOurSources
         } else {
@@ -473,17 +634,19 @@ impl TableAppender {
         })
     }
 
-    /// Records this appender's own commit at `version`, which moved the sources `advanced` to
-    /// their new positions. Those positions stay known even when the next checkpoint rebase
+    /// Records a commit at `version` that moved this append's sources as `moves` says, and
+    /// carried the intents `carried` (`txns`: the commit's `txn` actions, if not learnt from
+    /// the commit already). Those positions stay known even when the next checkpoint rebase
     /// clears the tail: otherwise the next batch would look its own source up in the log (a
     /// scan of the checkpoint and the commits after it for each `txn` entry).
-    fn learn_own(&mut self, version: u64, txns: &[Transaction], advanced: &[(&SourceKey, &Position)]) {
+    fn learn_own(&mut self, version: u64, txns: &[Transaction], moves: &[Move], carried: &[(Path, Arc<Intent>)]) {
         self.version = version;
         for txn in txns {
             self.tail.insert(txn.app_id.clone(), txn.version);
         }
-        for (key, position) in advanced {
-            self.known.insert((*key).clone(), Some((*position).clone()));
+        let carried_moves = carried.iter().flat_map(|(_, intent)| intent.moves.iter());
+        for m in moves.iter().chain(carried_moves) {
+            self.known.insert(m.key.clone(), Some(m.to.clone()));
         }
     }
 
@@ -506,7 +669,7 @@ impl TableAppender {
         // Due on the interval, or at this appender's first commit after a boundary it landed on
         // while its last checkpoint was still being written (a fast writer on a local lake):
         // otherwise the tail a cold start reads would grow past the interval.
-        let due = version % interval == 0 || self.checkpoint_deferred;
+        let due = version.is_multiple_of(interval) || self.checkpoint_deferred;
         if due && !self.checkpointing.swap(true, Ordering::AcqRel) {
             self.checkpoint_deferred = false;
             let (log_store, uri, busy) = (self.table.log_store(), self.uri(), self.checkpointing.clone());

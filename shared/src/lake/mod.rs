@@ -8,6 +8,8 @@
 //! - [`append`]: [`TableAppender`], which appends a batch and advances its sources' progress in
 //!   one Delta commit, at a cost that does not grow with the table, and shares the log with
 //!   other writers (reads on to the head after a lost race, checkpoints in the background);
+//! - [`intents`]: group commits — appends that lose races are published, and the next
+//!   contended writer's commit carries them;
 //! - [`txn_log`]: every source's progress in one read of the last checkpoint and the commits
 //!   after it, for an appender's cold lookups;
 //! - [`scan`]: chosen columns of a table's rows, read from its Parquet files without a query
@@ -24,6 +26,7 @@ use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
 use url::Url;
 
 pub mod append;
+pub mod intents;
 pub mod progress;
 pub mod s3;
 pub mod scan;
@@ -49,6 +52,8 @@ pub enum LakeError {
     Contended { uri: String, attempts: u32 },
     #[error("Delta table {uri}: progress of {key} is unreadable: {detail}")]
     Progress { uri: String, key: String, detail: String },
+    #[error("Delta table {uri}: group-commit intents: {source}")]
+    Intents { uri: String, source: Box<intents::IntentError> },
 }
 
 /// Where the Delta tables live: an `s3://bucket/prefix` URI or a local directory.

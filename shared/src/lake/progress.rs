@@ -41,9 +41,25 @@ const CHUNK_DIGITS: usize = 16;
 const MAX_DIGITS: usize = CHUNKS * CHUNK_DIGITS;
 
 /// A position in a source, as a decimal of up to 128 digits (a Kinesis sequence number, a Kafka
-/// offset). Ordered by value.
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// offset). Ordered by value. Serialised as its decimal string (in group-commit intents), and
+/// checked when read back.
+#[derive(Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct Position(String);
+
+impl From<Position> for String {
+    fn from(position: Position) -> String {
+        position.0
+    }
+}
+
+impl TryFrom<String> for Position {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Position, String> {
+        Position::parse(&s).ok_or_else(|| format!("{s:?} is not a position (a decimal of up to 128 digits)"))
+    }
+}
 
 impl Position {
     /// Parses a decimal position; leading zeros are dropped.
@@ -104,7 +120,8 @@ impl fmt::Display for Position {
 }
 
 /// A source whose progress a table records, and how its positions are stored.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SourceKey {
     /// Positions of up to 128 digits (Kinesis sequence numbers), in [`CHUNKS`] `txn` entries.
     Sequence(String),

@@ -130,13 +130,15 @@ pub(super) struct CommitSummary {
     pub txns: Vec<(String, i64)>,
     /// Whether it changes the schema, the properties or the protocol (`metaData`, `protocol`).
     pub reshapes: bool,
+    /// The paths of the files it adds.
+    pub adds: Vec<String>,
 }
 
 /// Reads one commit (newline-delimited JSON actions).
 pub(super) fn summarize_commit(version: u64, bytes: &[u8]) -> Result<CommitSummary, TxnLogError> {
     let unreadable =
         |detail: String| TxnLogError::Unreadable { path: format!("_delta_log/{version:020}.json"), detail };
-    let mut summary = CommitSummary { txns: Vec::new(), reshapes: false };
+    let mut summary = CommitSummary { txns: Vec::new(), reshapes: false, adds: Vec::new() };
     for line in bytes.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)) {
         let action: serde_json::Value = serde_json::from_slice(line).map_err(|e| unreadable(e.to_string()))?;
         if let Some(txn) = action.get("txn") {
@@ -144,6 +146,9 @@ pub(super) fn summarize_commit(version: u64, bytes: &[u8]) -> Result<CommitSumma
                 return Err(unreadable("a txn action without appId or version".into()));
             };
             summary.txns.push((app_id.to_string(), v));
+        }
+        if let Some(path) = action.get("add").and_then(|add| add["path"].as_str()) {
+            summary.adds.push(path.to_string());
         }
         summary.reshapes |= action.get("metaData").is_some() || action.get("protocol").is_some();
     }
