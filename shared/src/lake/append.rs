@@ -54,7 +54,9 @@ use deltalake::{DeltaTable, DeltaTableError};
 
 use object_store::path::Path;
 
-use super::intents::{ABANDONED_AFTER, CONTENTION_WINDOW, Intent, IntentError, Intents, Listed, MAX_CARRIED, Move};
+use super::intents::{
+    ABANDONED_AFTER, CONTENTION_WINDOW, Intent, IntentError, Intents, Listed, MAX_CARRIED, Move, longest_name,
+};
 use super::progress::{Marked, Position, SourceKey, committed_position};
 use super::txn_log::{CommitSummary, summarize_commit, txn_versions};
 use super::{LISTING_RETRY_PAUSE, LOAD_ATTEMPTS, LakeError, is_listing_gap};
@@ -177,7 +179,7 @@ impl TableAppender {
             uri: table.table_url().to_string(),
             source: DeltaTableError::Generic("the table is not loaded".into()),
         })?;
-        let intents = Intents::new(table.log_store().object_store(None));
+        let intents = Intents::new(table.log_store().object_store(None), longest_name(&table.table_url()));
         Ok(Self {
             table,
             loaded: version,
@@ -365,7 +367,16 @@ impl TableAppender {
                         let publish = {
                             let (intents, due) = (self.intents.publisher(), published.is_none());
                             let intent = Intent { moves: moves.clone(), adds: adds.clone() };
-                            async move { if due { intents.publish(&intent).await.ok() } else { None } }
+                            async move {
+                                if !due {
+                                    return None;
+                                }
+                                intents
+                                    .publish(&intent)
+                                    .await
+                                    .inspect_err(|error| tracing::debug!(%error, "could not publish an intent"))
+                                    .ok()
+                            }
                         };
                         let (ahead, newly_published) =
                             tokio::join!(self.read_ahead(&txns, own_file.as_deref()), publish);

@@ -107,18 +107,26 @@ pub struct Listed {
 /// so each is read at most once).
 pub struct Intents {
     store: Arc<dyn ObjectStore>,
+    /// The longest a name may be (see [`longest_name`]).
+    longest_name: usize,
     read: HashMap<Path, Option<Arc<Intent>>>,
 }
 
+/// The longest intent file name the store at `url` takes: S3 keys may be 1,024 bytes long, a
+/// file name on a local disk 255 (with room for the suffix object_store adds while writing).
+pub fn longest_name(url: &url::Url) -> usize {
+    if url.scheme() == "file" { 240 } else { 900 }
+}
+
 impl Intents {
-    /// The intents of the table whose root `store` is.
-    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store, read: HashMap::new() }
+    /// The intents of the table whose root `store` is, where names may be `longest_name` long.
+    pub fn new(store: Arc<dyn ObjectStore>, longest_name: usize) -> Self {
+        Self { store, longest_name, read: HashMap::new() }
     }
 
     /// A handle that publishes intents, usable while this is borrowed elsewhere.
     pub fn publisher(&self) -> Publisher {
-        Publisher(self.store.clone())
+        Publisher { store: self.store.clone(), longest_name: self.longest_name }
     }
 
     /// The intents there are now, oldest first, with the moves their names carry. Nothing is
@@ -198,29 +206,27 @@ impl Intents {
 }
 
 /// Publishes intents to a table's store.
-pub struct Publisher(Arc<dyn ObjectStore>);
+pub struct Publisher {
+    store: Arc<dyn ObjectStore>,
+    longest_name: usize,
+}
 
 impl Publisher {
     /// Publishes `intent` and returns where. The name carries the moves (base64url JSON) when
-    /// they fit, so that listers can tell whether to carry an intent without reading it.
+    /// they fit, so that listers can tell whether to carry an intent without reading it (one
+    /// Kinesis shard's move takes about 270 characters: on S3 it fits, on a local disk not).
     pub async fn publish(&self, intent: &Intent) -> Result<Path, IntentError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let moves = serde_json::to_vec(&intent.moves).map(|json| URL_SAFE_NO_PAD.encode(json)).unwrap_or_default();
-        let name = if moves.is_empty() || moves.len() > MAX_MOVES_IN_NAME {
-            format!("{id}.json")
-        } else {
-            format!("{id}.{moves}.json")
-        };
+        let with_moves = format!("{id}.{moves}.json");
+        let name =
+            if moves.is_empty() || with_moves.len() > self.longest_name { format!("{id}.json") } else { with_moves };
         let path = Path::from(format!("{INTENTS_DIR}/{name}"));
         let body = serde_json::to_vec(intent).map_err(|e| IntentError::Unreadable(path.to_string(), e.to_string()))?;
-        self.0.put(&path, PutPayload::from(body)).await.map_err(|e| IntentError::Store(path.to_string(), e))?;
+        self.store.put(&path, PutPayload::from(body)).await.map_err(|e| IntentError::Store(path.to_string(), e))?;
         Ok(path)
     }
 }
-
-/// The longest base64 of an intent's moves its name carries (S3 keys are at most 1,024 bytes;
-/// one Kinesis shard's move takes about 250).
-const MAX_MOVES_IN_NAME: usize = 800;
 
 /// The moves an intent's file name `<id>.<base64url moves>.json` carries.
 fn moves_in_name(name: &str) -> Option<Vec<Move>> {
@@ -281,8 +287,9 @@ mod tests {
             to: Position::parse("49590338271490256608559692538361571095921575989136589897").unwrap(),
         }];
         let encoded = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&moves).unwrap());
-        assert!(encoded.len() <= MAX_MOVES_IN_NAME, "{}", encoded.len());
         let name = format!("{}.{encoded}.json", uuid::Uuid::new_v4().simple());
+        let s3 = url::Url::parse("s3://bucket/lake/geo/").unwrap();
+        assert!(name.len() <= longest_name(&s3), "{}", name.len());
         assert!(name.len() + INTENTS_DIR.len() + 100 < 1024, "the whole key stays within S3's limit");
         assert_eq!(moves_in_name(&name), Some(moves));
         assert_eq!(moves_in_name("0123abcd.json"), None, "a name without moves");
@@ -294,7 +301,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn ObjectStore> =
             Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
-        let mut intents = Intents::new(store.clone());
+        let mut intents = Intents::new(store.clone(), 240);
         let intent = Intent {
             moves: vec![Move {
                 key: SourceKey::Offset("kafka/t/0/7".into()),
@@ -314,5 +321,28 @@ mod tests {
             (intent.moves.clone(), "part-0.parquet".to_string())
         );
         assert_eq!(sweep(store).await.unwrap(), 0, "a fresh intent is not swept");
+    }
+
+    #[tokio::test]
+    async fn an_intent_whose_moves_do_not_fit_a_local_file_name_lists_without_them_and_reads_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let local = url::Url::from_directory_path(dir.path()).unwrap();
+        let mut intents = Intents::new(store, longest_name(&local));
+        let position = "49590338271490256608559692538361571095921575989136588898";
+        let intent = Intent {
+            moves: vec![Move {
+                key: SourceKey::Sequence("kinesis/streaming-0a1b2c3d4e5f-geo/shardId-000000000001".into()),
+                from: Position::parse(position),
+                to: Position::parse(&format!("{position}1")).unwrap(),
+            }],
+            adds: vec![Add { path: "part-1.parquet".into(), ..Default::default() }],
+        };
+        let path = intents.publisher().publish(&intent).await.expect("a local disk takes the shorter name");
+        let listed = intents.list().await.unwrap();
+        assert_eq!((&listed[0].path, listed[0].moves.as_ref()), (&path, None));
+        let read = intents.read(&[&path]).await.unwrap();
+        assert_eq!(read[0].as_ref().map(|i| i.moves.clone()), Some(intent.moves));
     }
 }
