@@ -142,9 +142,9 @@ fn source_record<'a>(
         Err(UnreadableData { text, reason }) => (text.as_bytes(), Some(reason)),
     };
     Ok(SourceRecord {
-        key: SourceKey::Sequence(format!("kinesis/{stream}/{shard}")),
+        key: SourceKey::Sequence(["kinesis/", stream, "/", shard].concat()),
         position,
-        origin: Origin { source: format!("kinesis:{stream}/{shard}"), position: sequence.to_string() },
+        origin: Origin { source: ["kinesis:", stream, "/", shard].concat(), position: sequence.to_string() },
         data,
         unreadable,
         arrived_at: Some(record.arrived_at),

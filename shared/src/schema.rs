@@ -71,33 +71,61 @@ pub fn table_schema(table: Table) -> SchemaRef {
 }
 
 /// Builds the record batch of a clean table from its records, all ingested at `ingested_at`.
+///
+/// One pass over the rows fills every column's builder at once: each row's cells and strings
+/// are read while they are in cache, where a pass per column would fetch every row again for
+/// each column. The string columns are sized first, from the rows' lengths, so no builder
+/// grows (and copies) while it is filled.
 pub fn table_batch<R: Borrow<(CleanRecord, Origin)>>(
     table: Table,
     rows: &[R],
     ingested_at: i64,
 ) -> Result<RecordBatch, ArrowError> {
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(table.columns().len() + 4);
-    for (i, column) in table.columns().iter().enumerate() {
-        let cells = rows.iter().map(|row| &row.borrow().0.cells[i]);
-        columns.push(build_column(column.ty, cells, rows.len())?);
-    }
-    let mut source = StringBuilder::with_capacity(rows.len(), rows.len() * 48);
-    let mut position = StringBuilder::with_capacity(rows.len(), rows.len() * 56);
+    let columns = table.columns();
+    let n = rows.len();
+    // Bytes of text per column: the clean columns, then `_source`, `_position`, `_rescued`.
+    let mut text_bytes = vec![0usize; columns.len() + 3];
     for row in rows {
-        let origin = &row.borrow().1;
+        let (record, origin) = row.borrow();
+        for (bytes, cell) in text_bytes.iter_mut().zip(&record.cells) {
+            if let Cell::Str(v) = cell {
+                *bytes += v.len();
+            }
+        }
+        let lineage = &mut text_bytes[columns.len()..];
+        lineage[0] += origin.source.len();
+        lineage[1] += origin.position.len();
+        lineage[2] += record.rescued.as_ref().map_or(0, |r| r.as_str().len());
+    }
+    let mut builders: Vec<ColumnBuilder> =
+        columns.iter().zip(&text_bytes).map(|(column, bytes)| ColumnBuilder::new(column.ty, n, *bytes)).collect();
+    let lineage = &text_bytes[columns.len()..];
+    let mut source = StringBuilder::with_capacity(n, lineage[0]);
+    let mut position = StringBuilder::with_capacity(n, lineage[1]);
+    let mut rescued = StringBuilder::with_capacity(n, lineage[2]);
+    for row in rows {
+        let (record, origin) = row.borrow();
+        if record.cells.len() != columns.len() {
+            return Err(ArrowError::InvalidArgumentError(format!(
+                "a {table} record has {} cells for {} columns",
+                record.cells.len(),
+                columns.len()
+            )));
+        }
+        for (builder, cell) in builders.iter_mut().zip(&record.cells) {
+            builder.append(cell)?;
+        }
         source.append_value(&origin.source);
         position.append_value(&origin.position);
+        rescued.append_option(record.rescued.as_ref().map(|r| r.as_str()));
     }
-    columns.push(Arc::new(source.finish()));
-    columns.push(Arc::new(position.finish()));
-    columns.push(Arc::new(
-        TimestampMicrosecondBuilder::with_capacity(rows.len())
-            .with_timezone("UTC")
-            .finish_with(rows.len(), ingested_at),
-    ));
-    let rescued = rows.iter().map(|row| row.borrow().0.rescued.as_ref().map(|r| r.as_str()));
-    columns.push(Arc::new(deltalake::arrow::array::StringArray::from_iter(rescued)));
-    RecordBatch::try_new(table_schema(table), columns)
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len() + 4);
+    arrays.extend(builders.into_iter().map(ColumnBuilder::finish));
+    arrays.push(Arc::new(source.finish()));
+    arrays.push(Arc::new(position.finish()));
+    arrays.push(TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC").finish_with(n, ingested_at));
+    arrays.push(Arc::new(rescued.finish()));
+    RecordBatch::try_new(table_schema(table), arrays)
 }
 
 trait FinishWith {
@@ -111,59 +139,73 @@ impl FinishWith for TimestampMicrosecondBuilder {
     }
 }
 
-fn build_column<'a>(ty: ColumnType, cells: impl Iterator<Item = &'a Cell>, len: usize) -> Result<ArrayRef, ArrowError> {
-    let mismatch = |cell: &Cell| ArrowError::InvalidArgumentError(format!("a {ty:?} column cannot hold {cell:?}"));
-    Ok(match ty {
-        ColumnType::Int64 => {
-            let mut b = Int64Builder::with_capacity(len);
-            for cell in cells {
-                match cell {
-                    Cell::Int(v) => b.append_value(*v),
-                    Cell::Null => b.append_null(),
-                    other => return Err(mismatch(other)),
-                }
+/// The builder of one clean column, by its type.
+enum ColumnBuilder {
+    Int64(Int64Builder),
+    Utf8(StringBuilder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Coordinates(ListBuilder<Float64Builder>),
+}
+
+impl ColumnBuilder {
+    /// A builder for `len` cells, with `text_bytes` of string data for a text column.
+    fn new(ty: ColumnType, len: usize, text_bytes: usize) -> Self {
+        match ty {
+            ColumnType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(len)),
+            ColumnType::Utf8 => ColumnBuilder::Utf8(StringBuilder::with_capacity(len, text_bytes)),
+            ColumnType::Timestamp => {
+                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::with_capacity(len).with_timezone("UTC"))
             }
-            Arc::new(b.finish())
-        }
-        ColumnType::Utf8 => {
-            let mut b = StringBuilder::with_capacity(len, len * 32);
-            for cell in cells {
-                match cell {
-                    Cell::Str(v) => b.append_value(v),
-                    Cell::Null => b.append_null(),
-                    other => return Err(mismatch(other)),
-                }
+            ColumnType::Coordinates => {
+                let DataType::List(item) = coordinates_type() else { unreachable!("coordinates are a list") };
+                ColumnBuilder::Coordinates(
+                    ListBuilder::with_capacity(Float64Builder::with_capacity(len * 2), len).with_field(item),
+                )
             }
-            Arc::new(b.finish())
         }
-        ColumnType::Timestamp => {
-            let mut b = TimestampMicrosecondBuilder::with_capacity(len).with_timezone("UTC");
-            for cell in cells {
-                match cell {
-                    Cell::Timestamp(v) => b.append_value(*v),
-                    Cell::Null => b.append_null(),
-                    other => return Err(mismatch(other)),
-                }
+    }
+
+    fn append(&mut self, cell: &Cell) -> Result<(), ArrowError> {
+        match (self, cell) {
+            (ColumnBuilder::Int64(b), Cell::Int(v)) => b.append_value(*v),
+            (ColumnBuilder::Int64(b), Cell::Null) => b.append_null(),
+            (ColumnBuilder::Utf8(b), Cell::Str(v)) => b.append_value(v),
+            (ColumnBuilder::Utf8(b), Cell::Null) => b.append_null(),
+            (ColumnBuilder::Timestamp(b), Cell::Timestamp(v)) => b.append_value(*v),
+            (ColumnBuilder::Timestamp(b), Cell::Null) => b.append_null(),
+            (ColumnBuilder::Coordinates(b), Cell::Coordinates([lat, lon])) => {
+                b.values().append_value(*lat);
+                b.values().append_value(*lon);
+                b.append(true);
             }
-            Arc::new(b.finish())
-        }
-        ColumnType::Coordinates => {
-            let DataType::List(item) = coordinates_type() else { unreachable!("coordinates are a list") };
-            let mut b = ListBuilder::with_capacity(Float64Builder::with_capacity(len * 2), len).with_field(item);
-            for cell in cells {
-                match cell {
-                    Cell::Coordinates([lat, lon]) => {
-                        b.values().append_value(*lat);
-                        b.values().append_value(*lon);
-                        b.append(true);
-                    }
-                    Cell::Null => b.append_null(),
-                    other => return Err(mismatch(other)),
-                }
+            (ColumnBuilder::Coordinates(b), Cell::Null) => b.append_null(),
+            (builder, other) => {
+                return Err(ArrowError::InvalidArgumentError(format!(
+                    "a {:?} column cannot hold {other:?}",
+                    builder.column_type()
+                )));
             }
-            Arc::new(b.finish())
         }
-    })
+        Ok(())
+    }
+
+    fn column_type(&self) -> ColumnType {
+        match self {
+            ColumnBuilder::Int64(_) => ColumnType::Int64,
+            ColumnBuilder::Utf8(_) => ColumnType::Utf8,
+            ColumnBuilder::Timestamp(_) => ColumnType::Timestamp,
+            ColumnBuilder::Coordinates(_) => ColumnType::Coordinates,
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Int64(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Utf8(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Coordinates(mut b) => Arc::new(b.finish()),
+        }
+    }
 }
 
 /// A record that could not be cleaned, kept whole with the reason.

@@ -58,10 +58,13 @@ fn invalid_json(raw: &[u8], e: serde_json::Error) -> Rejection {
 /// [`Rescued`] compares the JSON the texts hold, since a parsed map no longer has the text).
 pub fn clean_bytes(table: Table, raw: &[u8]) -> Result<CleanRecord, Rejection> {
     let met_unread = Flag::new(false);
-    let mut deserializer = serde_json::Deserializer::from_slice(raw);
-    let parsed = TopLevelOf { reads: table.read_fields(), met_unread: &met_unread }
-        .deserialize(&mut deserializer)
-        .and_then(|top| deserializer.end().map(|()| top));
+    let top = TopLevelOf { reads: table.read_fields(), met_unread: &met_unread };
+    // UTF-8 is checked once for the whole record, which is quicker than serde_json's check of
+    // each string of it apart; text that is not UTF-8 is parsed from its bytes, for the reason.
+    let parsed = match simdutf8::basic::from_utf8(raw) {
+        Ok(text) => parse_top_level(top, &mut serde_json::Deserializer::from_str(text)),
+        Err(_) => parse_top_level(top, &mut serde_json::Deserializer::from_slice(raw)),
+    };
     match parsed {
         Ok(TopLevel::Object(record)) => clean_raw(table, &record),
         Ok(TopLevel::Other(found)) => reject(format!("not a JSON object (found {found})")),
@@ -70,6 +73,14 @@ pub fn clean_bytes(table: Table, raw: &[u8]) -> Result<CleanRecord, Rejection> {
         Err(_) if met_unread.get() => decode(raw).and_then(|map| clean(table, &map)),
         Err(e) => Err(invalid_json(raw, e)),
     }
+}
+
+/// The record's top level, and nothing after it but whitespace.
+fn parse_top_level<'de, R: serde_json::de::Read<'de>>(
+    top: TopLevelOf<'_>,
+    deserializer: &mut serde_json::Deserializer<R>,
+) -> Result<TopLevel<'de>, serde_json::Error> {
+    top.deserialize(&mut *deserializer).and_then(|top| deserializer.end().map(|()| top))
 }
 
 /// Applies the table's rules to one raw record.

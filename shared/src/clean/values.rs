@@ -132,16 +132,25 @@ pub(super) fn follower_count(value: &FieldValue, nulls: &[&str]) -> Result<Optio
         Some((i, 'M' | 'm')) => (&t[..i], 1_000_000i64),
         _ => (t, 1),
     };
-    let number = number.trim().replace(',', "");
+    let number = number.trim();
     let bad =
         || Rejection(format!("cannot convert {s:?} to a follower count (expected digits with an optional k or M)"));
-    let (whole, fraction) = number.split_once('.').unwrap_or((&number, ""));
-    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+    // Commas group digits (`12,345`) and count for nothing, wherever they are: read past them
+    // rather than copy the number without them, as every pin has a follower count.
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits_and_commas = |part: &str| part.bytes().all(|b| b.is_ascii_digit() || b == b',');
+    let digit_count = |part: &str| part.bytes().filter(u8::is_ascii_digit).count();
+    if !digits_and_commas(whole) || !digits_and_commas(fraction) || digit_count(whole) == 0 {
         return Err(bad());
     }
     // Exact decimal arithmetic: 1.5k is 1500, but 1.2345k is not a whole number of followers.
-    let scale = 10i64.checked_pow(fraction.len() as u32).ok_or_else(bad)?;
-    let digits: i64 = format!("{whole}{fraction}").parse().map_err(|_| bad())?;
+    let scale = 10i64.checked_pow(digit_count(fraction) as u32).ok_or_else(bad)?;
+    let digits = whole
+        .bytes()
+        .chain(fraction.bytes())
+        .filter(u8::is_ascii_digit)
+        .try_fold(0i64, |value, digit| value.checked_mul(10)?.checked_add(i64::from(digit - b'0')))
+        .ok_or_else(bad)?;
     let scaled = digits.checked_mul(multiplier).ok_or_else(bad)?;
     if scaled % scale != 0 {
         return Err(bad());

@@ -15,11 +15,13 @@
 //! An appender that has lost a race recently (within [`CONTENTION_WINDOW`]) is *contended*:
 //!
 //! 1. when one of its commits loses a race, it publishes its append as an intent: an object
-//!    `_pinpipe_intents/<uuid>.json` under the table, holding the `add` actions of the Parquet
-//!    files it already wrote and, for each source, the position it moves from and to;
+//!    `_pinpipe_intents/<id>.<moves>.json` under the table, holding the `add` actions of the
+//!    Parquet files it already wrote and, for each source, the position it moves from and to
+//!    (the moves also in the name when they fit, so a lister need not read the object);
 //! 2. before each commit attempt it lists the intents, and its commit also carries every intent
 //!    that is still committable at the version it is aiming for: each of the intent's sources
-//!    is exactly at the intent's `from` position, and no other part of the commit moves it;
+//!    is exactly at the intent's `from` position, and no other part of the commit moves it
+//!    (only the intents it carries are read);
 //! 3. the writer whose intent another commit carried learns it when it reads that commit (the
 //!    commit names its files): its batch has landed.
 //!
