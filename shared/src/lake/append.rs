@@ -179,7 +179,7 @@ impl TableAppender {
             uri: table.table_url().to_string(),
             source: DeltaTableError::Generic("the table is not loaded".into()),
         })?;
-        let intents = Intents::new(table.log_store().object_store(None), longest_name(&table.table_url()));
+        let intents = Intents::new(table.log_store().object_store(None), longest_name(table.table_url()));
         Ok(Self {
             table,
             loaded: version,
@@ -392,23 +392,21 @@ impl TableAppender {
                     Winner::Ours => {
                         self.learn_own(target, &all_txns, &moves, &carried);
                         self.checkpoint_if_due(target).await;
-                        let mut done: Vec<Path> = carried.iter().map(|(path, _)| path.clone()).collect();
-                        done.extend(published);
-                        self.intents.delete_later(done);
+                        self.intents.delete_later(carried.iter().map(|(path, _)| path.clone()).chain(published));
                         return Ok(AppendOutcome { version: Some(target), carried: carried.len(), ..outcome });
                     }
                     Winner::Landed => {
                         // The commit that carried this append moved its sources to `moves`' ends.
                         self.learn_own(self.version, &[], &moves, &[]);
-                        self.intents.delete_later(published.into_iter().collect());
+                        self.intents.delete_later(published);
                         return Ok(AppendOutcome { version: Some(self.version), landed_by_another: true, ..outcome });
                     }
                     Winner::MovedOurSources => {
-                        self.intents.delete_later(published.into_iter().collect());
+                        self.intents.delete_later(published);
                         continue 'recompute;
                     }
                     Winner::Reshaped => {
-                        self.intents.delete_later(published.into_iter().collect());
+                        self.intents.delete_later(published);
                         self.reload().await?;
                         continue 'recompute;
                     }

@@ -134,23 +134,11 @@ impl Intents {
     /// The intents there are now, oldest first, with the moves their names carry. Nothing is
     /// read: a writer reads only the intents it is about to carry ([`Self::read`]).
     pub async fn list(&mut self) -> Result<Vec<Listed>, IntentError> {
-        let prefix = Path::from(INTENTS_DIR);
-        let mut metas: Vec<object_store::ObjectMeta> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| IntentError::Store(prefix.to_string(), e))?;
-        metas.sort_by_key(|m| m.last_modified);
-        self.read.retain(|path, _| metas.iter().any(|m| &m.location == path));
-        let now = chrono::Utc::now();
-        Ok(metas
+        let listed = list_with_ages(&self.store).await?;
+        self.read.retain(|path, _| listed.iter().any(|(p, _)| p == path));
+        Ok(listed
             .into_iter()
-            .map(|m| Listed {
-                age: (now - m.last_modified).to_std().unwrap_or_default(),
-                moves: m.location.filename().and_then(moves_in_name),
-                path: m.location,
-            })
+            .map(|(path, age)| Listed { moves: path.filename().and_then(moves_in_name), path, age })
             .collect())
     }
 
@@ -184,7 +172,8 @@ impl Intents {
 
     /// Deletes `paths` in the background: a delete only withdraws an offer, so nothing waits
     /// for it, and one that fails is retried by the next writer that lists the intent.
-    pub fn delete_later(&mut self, paths: Vec<Path>) {
+    pub fn delete_later(&mut self, paths: impl IntoIterator<Item = Path>) {
+        let paths: Vec<Path> = paths.into_iter().collect();
         if paths.is_empty() {
             return;
         }
@@ -246,19 +235,26 @@ fn parse(path: &Path, bytes: &[u8]) -> Option<Arc<Intent>> {
     }
 }
 
+/// The intents in `store` and their ages, oldest first.
+async fn list_with_ages(store: &Arc<dyn ObjectStore>) -> Result<Vec<(Path, Duration)>, IntentError> {
+    let prefix = Path::from(INTENTS_DIR);
+    let mut metas: Vec<object_store::ObjectMeta> =
+        store.list(Some(&prefix)).try_collect().await.map_err(|e| IntentError::Store(prefix.to_string(), e))?;
+    metas.sort_by_key(|m| m.last_modified);
+    let now = chrono::Utc::now();
+    Ok(metas.into_iter().map(|m| (m.location, (now - m.last_modified).to_std().unwrap_or_default())).collect())
+}
+
 /// Deletes the intents of the table whose root `store` is that are older than
 /// [`ABANDONED_AFTER`], and returns how many. Any such intent is either stale or waited on by
 /// nobody; deleting it only means its batch is not committed by another writer, and that
 /// batch's redelivery writes it (see the module docs).
 pub async fn sweep(store: Arc<dyn ObjectStore>) -> Result<usize, IntentError> {
-    let prefix = Path::from(INTENTS_DIR);
-    let metas: Vec<object_store::ObjectMeta> =
-        store.list(Some(&prefix)).try_collect().await.map_err(|e| IntentError::Store(prefix.to_string(), e))?;
-    let now = chrono::Utc::now();
-    let old: Vec<Path> = metas
+    let old: Vec<Path> = list_with_ages(&store)
+        .await?
         .into_iter()
-        .filter(|m| (now - m.last_modified).to_std().unwrap_or_default() >= ABANDONED_AFTER)
-        .map(|m| m.location)
+        .filter(|(_, age)| *age >= ABANDONED_AFTER)
+        .map(|(path, _)| path)
         .collect();
     let n = old.len();
     for path in old {
