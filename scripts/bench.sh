@@ -20,9 +20,10 @@
 # 6 MB invoke payload) into Delta tables on local disk and on a moto S3 (loopback), the bare
 # Parquet floor, the Python peers (bench/peer: polars, and pandas), the release stream-consumer
 # itself through a loopback runtime API stub (hand-out of the event bytes to the posted
-# answer, cold start to first answer, peak RSS), cold starts against the stub, binary and zip
-# sizes (BENCH_CARGO_LAMBDA=1 adds `cargo lambda build --release`'s), the producer's overhead on
-# moto Kinesis, and the cost per million records.
+# answer, cold start to first answer with the table made by that batch and with the table
+# already there, peak RSS; the Python peers' cold starts from process start too), cold starts
+# against the stub, binary and zip sizes (BENCH_CARGO_LAMBDA=1 adds `cargo lambda build
+# --release`'s), the producer's overhead on moto Kinesis, and the cost per million records.
 # Honours CARGO_TARGET_DIR and PINPIPE_VENV (as scripts/test.sh). Nothing contacts AWS.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -65,12 +66,16 @@ events() { # table set -> the event files
 event_paths() {
   local k; for k in $(seq 0 $((batches - 1))); do echo "$work/events/$1-$2-$k.json"; done
 }
+# One batch more than the others is generated and held back: a fresh process answers it against
+# the table the others made, the cold start a deployed consumer meets.
+cold_event() { echo "$work/events/$1-$2-$batches.json"; }
+spawned_ns() { date +%s%N; }
 
 if want main; then # (not indented, to keep this section as it was)
 echo "== events from the emulator" >&2
 for table in pin geo user; do
   for set in 10000 max; do
-    "$bench" gen --table "$table" --records "$set" --batches "$batches" --out "$work/events" >>"$results"
+    "$bench" gen --table "$table" --records "$set" --batches "$((batches + 1))" --out "$work/events" >>"$results"
   done
 done
 
@@ -85,14 +90,21 @@ for table in pin geo user; do
     "$bench" breakdown --table "$table" --label "$table $set" $(events "$table" "$set") >>"$results"
     # shellcheck disable=SC2046
     "$bench" floor --table "$table" --out "$work/floor-$table-$set" --label "$table-$set" $(events "$table" "$set") >>"$results"
-    # shellcheck disable=SC2046
-    "$python" bench/peer/run.py --table "$table" --lake "$work/peer-$table-$set" --label "$table-$set" $(event_paths "$table" "$set") >>"$results"
-    # shellcheck disable=SC2046
-    "$pandas_python" bench/peer/run.py --peer pandas --table "$table" --lake "$work/pandas-$table-$set" --label "$table-$set" $(event_paths "$table" "$set") >>"$results"
+    # The Python peers: warm in one process, then cold in a fresh one on the held-back batch.
+    for peer in polars pandas; do
+      peer_python="$python"
+      [ "$peer" = polars ] || peer_python="$pandas_python"
+      # shellcheck disable=SC2046
+      PINPIPE_BENCH_SPAWNED_NS="$(spawned_ns)" "$peer_python" bench/peer/run.py --peer "$peer" --table "$table" \
+        --lake "$work/$peer-$table-$set" --label "$table-$set" $(event_paths "$table" "$set") >>"$results"
+      PINPIPE_BENCH_SPAWNED_NS="$(spawned_ns)" "$peer_python" bench/peer/run.py --peer "$peer" --table "$table" \
+        --lake "$work/$peer-$table-$set" --label "$table-$set" --cold-existing "$(cold_event "$table" "$set")" >>"$results"
+    done
     # The release function itself, its own main and lambda_runtime, against the runtime API stub.
     # shellcheck disable=SC2046
     "$bench" runtime --bin "$functions/stream-consumer" --table "$table" --label "$table-$set" \
-      --env PINPIPE_TABLE="$table" --env PINPIPE_LAKE_URI="$work/runtime-$table-$set" $(events "$table" "$set") >>"$results"
+      --env PINPIPE_TABLE="$table" --env PINPIPE_LAKE_URI="$work/runtime-$table-$set" $(events "$table" "$set") \
+      --cold-event "$(cold_event "$table" "$set")" >>"$results"
   done
 done
 
@@ -103,10 +115,12 @@ for function in stream-consumer maintenance producer; do
   "$bench" size --name "$function" --bin "$functions/$function" --build "$built_by" >>"$results"
 done
 if [ -n "${BENCH_CARGO_LAMBDA:-}" ]; then
-  # A build of its own, for Lambda's target triple: several minutes (not run on the development VM yet).
+  # A build of its own, as SAM runs it (scripts/sam-build.sh): in the function's package, with the
+  # virtualenv first on PATH, whose Python has the Zig that cargo-lambda looks for. Quick when
+  # `sam build` has built the same sources into this CARGO_TARGET_DIR, else minutes per function.
   echo "== cargo lambda build --release" >&2
   for function in stream-consumer maintenance producer; do
-    "$PINPIPE_VENV/bin/cargo-lambda" lambda build --release --quiet -p "$function"
+    (cd "functions/$function" && PATH="$PINPIPE_VENV/bin:$PATH" cargo lambda build --release --quiet --locked --bin "$function")
     "$bench" size --name "$function" --bin "$target/lambda/$function/bootstrap" --build "cargo lambda build --release" >>"$results"
   done
 fi

@@ -83,6 +83,7 @@ fn runtime_rows(
     peers: &BTreeMap<String, &Value>,
     pandas_peers: &BTreeMap<String, &Value>,
     consumes: &BTreeMap<String, &Value>,
+    peer_colds: &BTreeMap<(&str, String), &Value>,
     rows: &mut Vec<Row>,
 ) {
     for r in runs {
@@ -130,15 +131,37 @@ fn runtime_rows(
                 target: "≥ 5×",
                 result: verdict(ratio >= 5.0),
             });
-            // The peer's cold start: its imports, then its first batch (the interpreter's own
-            // start is not counted, which favours the peer).
-            let peer_cold = f(peer, "import_ms") + f(peer, "cold_ms");
+            // The peer's cold start as ours is counted, from process start: the interpreter's
+            // start (when the run measured it), its imports, then its first batch.
+            let startup = peer["startup_ms"].as_f64().unwrap_or(0.0);
+            let peer_cold = startup + f(peer, "import_ms") + f(peer, "cold_ms");
             let ratio = peer_cold / cold;
             rows.push(Row {
-                figure: format!("  Python peer ({name}) cold ÷ runtime path cold, {table} {records}"),
+                figure: format!(
+                    "  Python peer ({name}) cold ÷ runtime path cold, first batch creates the table, {table} {records}"
+                ),
                 measured: format!(
-                    "{ratio:.1}× (peer {peer_cold:.0} ms: imports {:.0} + first batch)",
+                    "{ratio:.1}× (peer {peer_cold:.0} ms: interpreter {startup:.0} + imports {:.0} + first batch)",
                     f(peer, "import_ms")
+                ),
+                target: "≥ 20×",
+                result: verdict(ratio >= 20.0),
+            });
+            // The cold start of a deployed consumer: a fresh process, its table made long ago.
+            let (Some(ours), Some(peer_cold)) =
+                (r["cold_existing_table_ms"].as_f64(), peer_colds.get(&(name, key.clone())))
+            else {
+                continue;
+            };
+            let theirs = f(peer_cold, "startup_ms") + f(peer_cold, "import_ms") + f(peer_cold, "first_batch_ms");
+            let ratio = theirs / ours;
+            rows.push(Row {
+                figure: format!("  Python peer ({name}) cold ÷ runtime path cold, table exists, {table} {records}"),
+                measured: format!(
+                    "{ratio:.1}× (ours {ours:.0} ms; peer {theirs:.0} ms: interpreter {:.0} + imports {:.0} + first batch {:.0})",
+                    f(peer_cold, "startup_ms"),
+                    f(peer_cold, "import_ms"),
+                    f(peer_cold, "first_batch_ms")
                 ),
                 target: "≥ 20×",
                 result: verdict(ratio >= 20.0),
@@ -232,7 +255,14 @@ pub fn print(results: &Path) -> Result<(), Error> {
             cost_basis = Some((format!("{table} {records}"), records, warm, rss));
         }
     }
-    runtime_rows(&mut of("runtime"), &floors, &peers, &pandas_peers, &consumes, &mut rows);
+    // Each peer's cold start against an existing table, keyed by (peer, label).
+    let peer_colds: BTreeMap<(&str, String), &Value> = of("peer_cold")
+        .map(|v| {
+            let peer = if v["peer"] == "pandas" { "pandas" } else { "polars" };
+            ((peer, v["label"].as_str().unwrap_or("").to_string()), v)
+        })
+        .collect();
+    runtime_rows(&mut of("runtime"), &floors, &peers, &pandas_peers, &consumes, &peer_colds, &mut rows);
     for b in of("breakdown") {
         rows.push(Row {
             figure: format!("  steps before the write, {}", b["label"].as_str().unwrap_or("")),

@@ -46,24 +46,85 @@ enum Done {
     Failed(String),
 }
 
-/// `runtime --bin PATH --table pin --label L --env K=V ... --event F --event F ...`.
+/// `runtime --bin PATH --table pin --label L --env K=V ... --event F --event F ... [--cold-event F]`.
+///
+/// With `--cold-event`, a second, fresh process then answers that one event against the table the
+/// first one left: the cold start a deployed consumer meets (its table made long ago), beside the
+/// first process' cold start, whose first batch also creates the table.
 pub fn run(args: &Args) -> Result<(), Error> {
     let bin = args.req("bin")?.to_string();
     let files = args.all("event");
     if files.is_empty() {
         return Err("--event is required".into());
     }
-    let mut events = VecDeque::new();
     let mut payload = 0;
+    let mut events = VecDeque::new();
     for (k, file) in files.iter().enumerate() {
         let bytes = std::fs::read(file)?;
         payload = bytes.len();
         events.push_back((format!("bench-{k:04}-0000-0000-0000-000000000000"), bytes));
     }
     let records = serde_json::from_slice::<Value>(&events[0].1)?["Records"].as_array().map_or(0, Vec::len);
+    let env = env_args(args);
+    let timeout = Duration::from_secs(args.num("timeout", 300)?);
+    let warm_run = drive(&bin, &env, events, timeout)?;
+    // What the function wrote, before the cold event adds to it, to set beside the in-process
+    // consumer's table: the same rows.
+    let lake_uri = env.iter().find(|(k, _)| k == "PINPIPE_LAKE_URI").map(|(_, v)| v.clone());
+    let (rows, quarantined) = match (lake_uri, args.get("table")) {
+        (Some(uri), Some(table)) => {
+            let lake = pinpipe::lake::Lake::new(&uri);
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                Ok::<_, Error>((lake.count_rows(table).await?, lake.count_rows("quarantine").await?))
+            })?
+        }
+        _ => (None, None),
+    };
+    let cold_existing = match args.get("cold-event") {
+        Some(file) => {
+            let event = ("bench-cold-0000-0000-0000-000000000000".to_string(), std::fs::read(file)?);
+            let run = drive(&bin, &env, VecDeque::from([event]), timeout)?;
+            Some(run.answers[0].since_spawn_ms)
+        }
+        None => None,
+    };
+    let ms: Vec<f64> = warm_run.answers.iter().map(|a| a.handed_to_answer_ms).collect();
+    let warm = if ms.len() > 1 { median(&ms[1..]) } else { ms[0] };
+    let handler_ms = &warm_run.handler_ms;
+    let handler_warm = if handler_ms.len() > 1 { median(&handler_ms[1..]) } else { f64::NAN };
+    println!(
+        "{}",
+        json!({"kind": "runtime", "label": args.get("label").unwrap_or(""), "table": args.get("table").unwrap_or(""),
+            "records": records, "payload_bytes": payload, "batches": ms.len(), "ms": ms, "warm_ms": warm,
+            "first_batch_ms": ms[0], "cold_ms": warm_run.answers[0].since_spawn_ms,
+            "cold_existing_table_ms": cold_existing, "peak_rss": warm_run.peak_rss,
+            "rows_in_table": rows, "quarantined": quarantined, "handler_ms": handler_ms,
+            "handler_warm_ms": handler_warm,
+            "binary_bytes": std::fs::metadata(&bin)?.len()})
+    );
+    Ok(())
+}
+
+/// What one process of the function did with the events it was handed.
+struct Drive {
+    answers: Vec<Answer>,
+    /// Each batch's `duration_ms` from the function's own log.
+    handler_ms: Vec<f64>,
+    peak_rss: u64,
+}
+
+/// Spawns the function against a fresh runtime API stub, hands it `events` in turn and returns
+/// once it has answered them all and asked for the next.
+fn drive(
+    bin: &str,
+    env: &[(String, String)],
+    events: VecDeque<(String, Vec<u8>)>,
+    timeout: Duration,
+) -> Result<Drive, Error> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let mut command = function_command(&bin, &addr.to_string(), &env_args(args));
+    let mut command = function_command(bin, &addr.to_string(), env);
     command.stderr(Stdio::piped()).stdout(Stdio::piped());
     let started = Instant::now();
     let mut child = command.spawn()?;
@@ -107,7 +168,6 @@ pub fn run(args: &Args) -> Result<(), Error> {
         }
         text
     });
-    let timeout = Duration::from_secs(args.num("timeout", 300)?);
     let outcome = done_rx.recv_timeout(timeout);
     let peak_rss = vm_hwm(child.id());
     let _ = child.kill();
@@ -120,39 +180,14 @@ pub fn run(args: &Args) -> Result<(), Error> {
         Ok(Done::Failed(why)) => return Err(format!("{bin}: {why}; stderr: {}", tail(&stderr)).into()),
         Err(_) => return Err(format!("{bin}: no answer within {timeout:?}; stderr: {}", tail(&stderr)).into()),
     }
-    let stub = stub.lock().map_err(|_| "stub poisoned")?;
-    for answer in &stub.answers {
+    let answers = std::mem::take(&mut lock(&stub).answers);
+    for answer in &answers {
         let response: Value = serde_json::from_slice(&answer.body)?;
         if response["batchItemFailures"].as_array().is_some_and(|f| !f.is_empty()) {
             return Err(format!("{bin}: a batch failed: {response}").into());
         }
     }
-    // What the function wrote, to set beside the in-process consumer's table: the same rows.
-    let env = env_args(args);
-    let lake_uri = env.iter().find(|(k, _)| k == "PINPIPE_LAKE_URI").map(|(_, v)| v.clone());
-    let (rows, quarantined) = match (lake_uri, args.get("table")) {
-        (Some(uri), Some(table)) => {
-            let lake = pinpipe::lake::Lake::new(&uri);
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async {
-                Ok::<_, Error>((lake.count_rows(table).await?, lake.count_rows("quarantine").await?))
-            })?
-        }
-        _ => (None, None),
-    };
-    let ms: Vec<f64> = stub.answers.iter().map(|a| a.handed_to_answer_ms).collect();
-    let warm = if ms.len() > 1 { median(&ms[1..]) } else { ms[0] };
-    let handler_warm = if handler_ms.len() > 1 { median(&handler_ms[1..]) } else { f64::NAN };
-    println!(
-        "{}",
-        json!({"kind": "runtime", "label": args.get("label").unwrap_or(""), "table": args.get("table").unwrap_or(""),
-            "records": records, "payload_bytes": payload, "batches": ms.len(), "ms": ms, "warm_ms": warm,
-            "first_batch_ms": ms[0], "cold_ms": stub.answers[0].since_spawn_ms, "peak_rss": peak_rss,
-            "rows_in_table": rows, "quarantined": quarantined, "handler_ms": handler_ms,
-            "handler_warm_ms": handler_warm,
-            "binary_bytes": std::fs::metadata(&bin)?.len()})
-    );
-    Ok(())
+    Ok(Drive { answers, handler_ms, peak_rss })
 }
 
 /// The child's peak resident set (`VmHWM` of /proc/PID/status), in bytes.
