@@ -21,7 +21,8 @@
 # Parquet floor, the Python peers (bench/peer: polars, and pandas), the release stream-consumer
 # itself through a loopback runtime API stub (hand-out of the event bytes to the posted
 # answer, cold start to first answer with the table made by that batch and with the table
-# already there, peak RSS; the Python peers' cold starts from process start too), cold starts
+# already there, peak RSS, the floor run batch by batch beside it for the ratio; the Python
+# peers' cold starts from process start too), cold starts
 # against the stub, binary and zip sizes (BENCH_CARGO_LAMBDA=1 adds `cargo lambda build
 # --release`'s), the producer's overhead on moto Kinesis, and the cost per million records.
 # Honours CARGO_TARGET_DIR and PINPIPE_VENV (as scripts/test.sh). Nothing contacts AWS.
@@ -104,7 +105,7 @@ for table in pin geo user; do
     # shellcheck disable=SC2046
     "$bench" runtime --bin "$functions/stream-consumer" --table "$table" --label "$table-$set" \
       --env PINPIPE_TABLE="$table" --env PINPIPE_LAKE_URI="$work/runtime-$table-$set" $(events "$table" "$set") \
-      --cold-event "$(cold_event "$table" "$set")" >>"$results"
+      --cold-event "$(cold_event "$table" "$set")" --floor-out "$work/runtime-floor-$table-$set" >>"$results"
   done
 done
 

@@ -1,7 +1,8 @@
 //! The floor: what any consumer of these events must do at least. Deserialise the invoke payload
 //! (base64-decoding each record), parse each record's JSON into typed fields, and write one
-//! Snappy Parquet file with the clean table's schema. No cleaning rules, no quarantine, no Delta
-//! log, no exactly-once bookkeeping.
+//! Snappy Parquet file with the clean table's schema, laid out as the consumer lays out its files
+//! (dictionaries only where values repeat). No cleaning rules, no quarantine, no Delta log, no
+//! exactly-once bookkeeping.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -16,9 +17,8 @@ use deltalake::arrow::array::{
 use deltalake::arrow::datatypes::{DataType, Field};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::parquet::arrow::ArrowWriter;
-use deltalake::parquet::basic::Compression;
-use deltalake::parquet::file::properties::WriterProperties;
 use pinpipe::Table;
+use pinpipe::lake::file_layout::writer_properties;
 use pinpipe::schema::table_schema;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
@@ -300,6 +300,26 @@ fn batch(table: Table, event: &KinesisEvent) -> Result<RecordBatch, Error> {
     Ok(RecordBatch::try_new(relaxed, columns)?)
 }
 
+/// One batch through the floor, timed from the event's bytes to the closed Parquet file.
+pub struct FloorBatch {
+    pub ms: f64,
+    pub records: usize,
+    pub rows: usize,
+}
+
+/// Puts the event `bytes` through the floor into the Parquet file `file`.
+pub fn write_one(table: Table, bytes: &[u8], file: &std::path::Path) -> Result<FloorBatch, Error> {
+    let started = Instant::now();
+    let event: KinesisEvent = serde_json::from_slice(bytes)?;
+    let batch = batch(table, &event)?;
+    // The file laid out as the consumer lays out its own (`pinpipe::lake::file_layout`).
+    let properties = writer_properties(&batch.schema());
+    let mut writer = ArrowWriter::try_new(std::fs::File::create(file)?, batch.schema(), Some(properties))?;
+    writer.write(&batch)?;
+    writer.close()?;
+    Ok(FloorBatch { ms: started.elapsed().as_secs_f64() * 1e3, records: event.records.len(), rows: batch.num_rows() })
+}
+
 /// `floor --table pin --out DIR --label L --event F ...`: one Parquet file per event.
 pub fn run(args: &Args) -> Result<(), Error> {
     let table: Table = args.req("table")?.parse()?;
@@ -310,18 +330,9 @@ pub fn run(args: &Args) -> Result<(), Error> {
     let (mut records, mut rows, mut payload) = (0, 0, 0);
     for (k, file) in files.iter().enumerate() {
         let bytes = std::fs::read(file)?;
-        let started = Instant::now();
-        let event: KinesisEvent = serde_json::from_slice(&bytes)?;
-        let batch = batch(table, &event)?;
-        let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-        let file = std::fs::File::create(out.join(format!("part-{k}.parquet")))?;
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))?;
-        writer.write(&batch)?;
-        writer.close()?;
-        ms.push(started.elapsed().as_secs_f64() * 1e3);
-        records = event.records.len();
-        rows = batch.num_rows();
-        payload = bytes.len();
+        let one = write_one(table, &bytes, &out.join(format!("part-{k}.parquet")))?;
+        ms.push(one.ms);
+        (records, rows, payload) = (one.records, one.rows, bytes.len());
     }
     let warm = if ms.len() > 1 { median(&ms[1..]) } else { ms[0] };
     println!(

@@ -8,10 +8,17 @@
 //! serialisation and its way back. Cold is from spawning the process to its first answer (the
 //! first batch opens or creates the table, as a cold Lambda's does). Peak RSS is the child's
 //! `VmHWM`, read after its last answer.
+//!
+//! With `--floor-out`, the stub puts each event through the floor ([`crate::floor`]) just before
+//! it hands the event out, while the function waits for it: the floor and the function meet the
+//! machine in the same state, batch by batch, and their ratio is taken per batch. On a shared
+//! 2-core VM two medians measured minutes apart moved by ±30% and flipped the target; paired
+//! batches do not drift apart that way.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
@@ -19,8 +26,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use crate::floor::write_one;
 use crate::runtime_stub::{env_args, function_command};
 use crate::{Args, Error, median};
+use pinpipe::Table;
 
 const NEXT: &str = "/2018-06-01/runtime/invocation/next";
 const INVOCATION: &str = "/2018-06-01/runtime/invocation/";
@@ -32,6 +41,8 @@ struct Stub {
     /// Request id → when its event's bytes started on their way.
     handed: Vec<(String, Instant)>,
     answers: Vec<Answer>,
+    /// Whether each event goes through the floor before it is handed out.
+    floor: bool,
 }
 
 struct Answer {
@@ -40,13 +51,21 @@ struct Answer {
     body: Vec<u8>,
 }
 
-enum Done {
+/// What the stub's connection threads tell the thread that drives the run.
+enum FromStub {
     /// Every event answered, and the function asked for the next.
     Drained,
     Failed(String),
+    /// An event to put through the floor before it is handed out; its time and the event come
+    /// back on `reply`.
+    Floor {
+        event: Vec<u8>,
+        reply: Sender<(Result<f64, String>, Vec<u8>)>,
+    },
 }
 
-/// `runtime --bin PATH --table pin --label L --env K=V ... --event F --event F ... [--cold-event F]`.
+/// `runtime --bin PATH --table pin --label L --env K=V ... --event F --event F ... [--cold-event F]
+/// [--floor-out DIR]`.
 ///
 /// With `--cold-event`, a second, fresh process then answers that one event against the table the
 /// first one left: the cold start a deployed consumer meets (its table made long ago), beside the
@@ -67,7 +86,14 @@ pub fn run(args: &Args) -> Result<(), Error> {
     let records = serde_json::from_slice::<Value>(&events[0].1)?["Records"].as_array().map_or(0, Vec::len);
     let env = env_args(args);
     let timeout = Duration::from_secs(args.num("timeout", 300)?);
-    let warm_run = drive(&bin, &env, events, timeout)?;
+    let floor = match args.get("floor-out") {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            Some((args.req("table")?.parse::<Table>()?, PathBuf::from(dir)))
+        }
+        None => None,
+    };
+    let warm_run = drive(&bin, &env, events, floor, timeout)?;
     // What the function wrote, before the cold event adds to it, to set beside the in-process
     // consumer's table: the same rows.
     let lake_uri = env.iter().find(|(k, _)| k == "PINPIPE_LAKE_URI").map(|(_, v)| v.clone());
@@ -84,7 +110,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
     let cold_existing = match args.get("cold-event") {
         Some(file) => {
             let event = ("bench-cold-0000-0000-0000-000000000000".to_string(), std::fs::read(file)?);
-            let run = drive(&bin, &env, VecDeque::from([event]), timeout)?;
+            let run = drive(&bin, &env, VecDeque::from([event]), None, timeout)?;
             Some(run.answers[0].since_spawn_ms)
         }
         None => None,
@@ -93,6 +119,11 @@ pub fn run(args: &Args) -> Result<(), Error> {
     let warm = if ms.len() > 1 { median(&ms[1..]) } else { ms[0] };
     let handler_ms = &warm_run.handler_ms;
     let handler_warm = if handler_ms.len() > 1 { median(&handler_ms[1..]) } else { f64::NAN };
+    // Paired with the floor batch by batch, the first (cold) pair left out as everywhere.
+    let floor_ms = &warm_run.floor_ms;
+    let paired: Vec<f64> = ms.iter().zip(floor_ms).skip(1).map(|(ours, floor)| ours / floor).collect();
+    let (floor_warm, ratio_to_floor) =
+        if paired.is_empty() { (None, None) } else { (Some(median(&floor_ms[1..])), Some(median(&paired))) };
     println!(
         "{}",
         json!({"kind": "runtime", "label": args.get("label").unwrap_or(""), "table": args.get("table").unwrap_or(""),
@@ -100,7 +131,8 @@ pub fn run(args: &Args) -> Result<(), Error> {
             "first_batch_ms": ms[0], "cold_ms": warm_run.answers[0].since_spawn_ms,
             "cold_existing_table_ms": cold_existing, "peak_rss": warm_run.peak_rss,
             "rows_in_table": rows, "quarantined": quarantined, "handler_ms": handler_ms,
-            "handler_warm_ms": handler_warm,
+            "handler_warm_ms": handler_warm, "floor_ms": floor_ms, "floor_warm_ms": floor_warm,
+            "ratio_to_floor": ratio_to_floor,
             "binary_bytes": std::fs::metadata(&bin)?.len()})
     );
     Ok(())
@@ -111,6 +143,8 @@ struct Drive {
     answers: Vec<Answer>,
     /// Each batch's `duration_ms` from the function's own log.
     handler_ms: Vec<f64>,
+    /// The floor's time on each event, in the order handed out (none without a floor).
+    floor_ms: Vec<f64>,
     peak_rss: u64,
 }
 
@@ -120,6 +154,7 @@ fn drive(
     bin: &str,
     env: &[(String, String)],
     events: VecDeque<(String, Vec<u8>)>,
+    floor: Option<(Table, PathBuf)>,
     timeout: Duration,
 ) -> Result<Drive, Error> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -143,7 +178,8 @@ fn drive(
         }
         durations
     });
-    let stub = Arc::new(Mutex::new(Stub { started, events, handed: Vec::new(), answers: Vec::new() }));
+    let stub =
+        Arc::new(Mutex::new(Stub { started, events, handed: Vec::new(), answers: Vec::new(), floor: floor.is_some() }));
     let (done_tx, done_rx) = channel();
     {
         let stub = stub.clone();
@@ -153,7 +189,7 @@ fn drive(
                 let (stub, done) = (stub.clone(), done_tx.clone());
                 std::thread::spawn(move || {
                     if let Err(e) = serve(stream, &stub, &done) {
-                        let _ = done.send(Done::Failed(format!("runtime API stub: {e}")));
+                        let _ = done.send(FromStub::Failed(format!("runtime API stub: {e}")));
                     }
                 });
             }
@@ -168,7 +204,24 @@ fn drive(
         }
         text
     });
-    let outcome = done_rx.recv_timeout(timeout);
+    // The floor runs here, on the main thread as the standalone floor does: on a spawned
+    // thread its allocations went to another malloc arena, which made the same floor 24 → 40 ms.
+    let deadline = Instant::now() + timeout;
+    let mut floor_ms = Vec::new();
+    let outcome = loop {
+        match done_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(FromStub::Floor { event, reply }) => {
+                let Some((table, dir)) = &floor else { break Ok(FromStub::Failed("an unasked floor".into())) };
+                let file = dir.join(format!("part-{}.parquet", floor_ms.len()));
+                let ms = write_one(*table, &event, &file).map(|one| one.ms).map_err(|e| format!("the floor: {e}"));
+                if let Ok(ms) = ms {
+                    floor_ms.push(ms);
+                }
+                let _ = reply.send((ms, event));
+            }
+            other => break other,
+        }
+    };
     let peak_rss = vm_hwm(child.id());
     let _ = child.kill();
     let _ = child.wait();
@@ -176,8 +229,9 @@ fn drive(
     let handler_ms = handler_log.join().unwrap_or_default();
     let tail = |s: &str| s[s.len().saturating_sub(2000)..].to_string();
     match outcome {
-        Ok(Done::Drained) => {}
-        Ok(Done::Failed(why)) => return Err(format!("{bin}: {why}; stderr: {}", tail(&stderr)).into()),
+        Ok(FromStub::Drained) => {}
+        Ok(FromStub::Failed(why)) => return Err(format!("{bin}: {why}; stderr: {}", tail(&stderr)).into()),
+        Ok(FromStub::Floor { .. }) => unreachable!("the loop above answers every floor"),
         Err(_) => return Err(format!("{bin}: no answer within {timeout:?}; stderr: {}", tail(&stderr)).into()),
     }
     let answers = std::mem::take(&mut lock(&stub).answers);
@@ -187,7 +241,7 @@ fn drive(
             return Err(format!("{bin}: a batch failed: {response}").into());
         }
     }
-    Ok(Drive { answers, handler_ms, peak_rss })
+    Ok(Drive { answers, handler_ms, floor_ms, peak_rss })
 }
 
 /// The child's peak resident set (`VmHWM` of /proc/PID/status), in bytes.
@@ -201,7 +255,7 @@ fn vm_hwm(pid: u32) -> u64 {
 }
 
 /// One connection of the function's runtime client: HTTP/1.1 requests, kept alive.
-fn serve(stream: TcpStream, stub: &Mutex<Stub>, done: &Sender<Done>) -> std::io::Result<()> {
+fn serve(stream: TcpStream, stub: &Mutex<Stub>, done: &Sender<FromStub>) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
@@ -238,10 +292,20 @@ fn serve(stream: TcpStream, stub: &Mutex<Stub>, done: &Sender<Done>) -> std::io:
                 // Every event is answered: the function stays parked on this request, its
                 // connection held open (closing it would make the runtime exit before its peak
                 // RSS is read) until the process is killed.
-                let _ = done.send(Done::Drained);
+                let _ = done.send(FromStub::Drained);
                 loop {
                     std::thread::park();
                 }
+            };
+            let floor = lock(stub).floor;
+            let event = if floor {
+                let (reply, back) = channel();
+                done.send(FromStub::Floor { event, reply }).map_err(std::io::Error::other)?;
+                let (ms, event) = back.recv().map_err(std::io::Error::other)?;
+                ms.map_err(std::io::Error::other)?;
+                event
+            } else {
+                event
             };
             let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + Duration::from_secs(900);
             let head = format!(
@@ -273,7 +337,7 @@ fn serve(stream: TcpStream, stub: &Mutex<Stub>, done: &Sender<Done>) -> std::io:
                         stub.answers.push(answer);
                     }
                     _ => {
-                        let _ = done.send(Done::Failed(format!(
+                        let _ = done.send(FromStub::Failed(format!(
                             "{method} {path}: {}",
                             String::from_utf8_lossy(&body[..body.len().min(2000)])
                         )));
@@ -284,7 +348,7 @@ fn serve(stream: TcpStream, stub: &Mutex<Stub>, done: &Sender<Done>) -> std::io:
             writer.flush()?;
         } else {
             // /init/error and anything else: the function could not start or run.
-            let _ = done.send(Done::Failed(format!(
+            let _ = done.send(FromStub::Failed(format!(
                 "{method} {path}: {}",
                 String::from_utf8_lossy(&body[..body.len().min(2000)])
             )));

@@ -187,6 +187,8 @@ async fn compact(table: &mut DeltaTable, policy: &MaintenancePolicy) -> Result<(
     let store = table.object_store();
     let mut writer = RecordBatchWriter::for_table(table)?.with_target_file_size(policy.target_file_size);
     let schema = writer.arrow_schema();
+    // Compacted files are laid out as the appends lay theirs out.
+    writer = writer.with_writer_properties(crate::lake::file_layout::writer_properties(&schema));
     for file in &small {
         let bytes = store.get(&Path::parse(&file.path)?).await?.bytes().await?;
         for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()? {

@@ -513,7 +513,9 @@ impl TableAppender {
 
     /// Writes `batch` as Parquet files under the table and returns their `add` actions.
     async fn write_files(&self, batch: RecordBatch) -> Result<Vec<Add>, LakeError> {
-        let mut writer = RecordBatchWriter::for_table(&self.table).map_err(|e| self.delta(e))?;
+        let properties = super::file_layout::writer_properties(&batch.schema());
+        let mut writer =
+            RecordBatchWriter::for_table(&self.table).map_err(|e| self.delta(e))?.with_writer_properties(properties);
         writer.write(batch).await.map_err(|e| self.delta(e))?;
         writer.flush().await.map_err(|e| self.delta(e))
     }

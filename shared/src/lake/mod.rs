@@ -10,6 +10,8 @@
 //!   other writers (reads on to the head after a lost race, checkpoints in the background);
 //! - [`intents`]: group commits — appends that lose races are published, and the next
 //!   contended writer's commit carries them;
+//! - [`file_layout`]: the Parquet files' writer properties (Snappy; dictionaries only where
+//!   values repeat), the same for every writer of a table;
 //! - [`txn_log`]: every source's progress in one read of the last checkpoint and the commits
 //!   after it, for an appender's cold lookups;
 //! - [`scan`]: chosen columns of a table's rows, read from its Parquet files without a query
@@ -26,6 +28,7 @@ use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
 use url::Url;
 
 pub mod append;
+pub mod file_layout;
 pub mod intents;
 pub mod progress;
 pub mod s3;
