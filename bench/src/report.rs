@@ -120,7 +120,7 @@ fn runtime_rows(
                 ratio,
                 format!(
                     "{ratio:.2}×, the median of {} paired batches (floor {:.0} ms in the same rounds)",
-                    r["floor_ms"].as_array().map_or(0, |m| m.len().saturating_sub(1)),
+                    r["floor_ms"].as_array().map_or(0, Vec::len),
                     f(r, "floor_warm_ms")
                 ),
             )),

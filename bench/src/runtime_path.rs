@@ -9,9 +9,11 @@
 //! first batch opens or creates the table, as a cold Lambda's does). Peak RSS is the child's
 //! `VmHWM`, read after its last answer.
 //!
-//! With `--floor-out`, the stub puts each event through the floor ([`crate::floor`]) just before
-//! it hands the event out, while the function waits for it: the floor and the function meet the
-//! machine in the same state, batch by batch, and their ratio is taken per batch. On a shared
+//! With `--floor-out`, the stub puts each event but the first through the floor
+//! ([`crate::floor`]) just before it hands the event out, while the function waits for it: the
+//! floor and the function meet the machine in the same state, batch by batch, and their ratio is
+//! taken per batch. The floor's own first batch runs before the function is spawned, so the
+//! pairs are warm on both sides and the cold figures hold no floor. On a shared
 //! 2-core VM two medians measured minutes apart moved by ±30% and flipped the target; paired
 //! batches do not drift apart that way.
 
@@ -119,11 +121,11 @@ pub fn run(args: &Args) -> Result<(), Error> {
     let warm = if ms.len() > 1 { median(&ms[1..]) } else { ms[0] };
     let handler_ms = &warm_run.handler_ms;
     let handler_warm = if handler_ms.len() > 1 { median(&handler_ms[1..]) } else { f64::NAN };
-    // Paired with the floor batch by batch, the first (cold) pair left out as everywhere.
+    // Each warm batch beside the floor's time on the same event, just before it.
     let floor_ms = &warm_run.floor_ms;
-    let paired: Vec<f64> = ms.iter().zip(floor_ms).skip(1).map(|(ours, floor)| ours / floor).collect();
+    let paired: Vec<f64> = ms.iter().skip(1).zip(floor_ms).map(|(ours, floor)| ours / floor).collect();
     let (floor_warm, ratio_to_floor) =
-        if paired.is_empty() { (None, None) } else { (Some(median(&floor_ms[1..])), Some(median(&paired))) };
+        if paired.is_empty() { (None, None) } else { (Some(median(floor_ms)), Some(median(&paired))) };
     println!(
         "{}",
         json!({"kind": "runtime", "label": args.get("label").unwrap_or(""), "table": args.get("table").unwrap_or(""),
@@ -143,7 +145,8 @@ struct Drive {
     answers: Vec<Answer>,
     /// Each batch's `duration_ms` from the function's own log.
     handler_ms: Vec<f64>,
-    /// The floor's time on each event, in the order handed out (none without a floor).
+    /// The floor's time on each event after the first, in the order handed out (none without a
+    /// floor).
     floor_ms: Vec<f64>,
     peak_rss: u64,
 }
@@ -161,6 +164,10 @@ fn drive(
     let addr = listener.local_addr()?;
     let mut command = function_command(bin, &addr.to_string(), env);
     command.stderr(Stdio::piped()).stdout(Stdio::piped());
+    if let (Some((table, dir)), Some((_, first))) = (&floor, events.front()) {
+        // The floor's cold batch, before the function starts.
+        write_one(*table, first, &dir.join("part-first.parquet"))?;
+    }
     let started = Instant::now();
     let mut child = command.spawn()?;
     // The function's own log: each batch's `duration_ms` is its handler's time inside the
@@ -297,7 +304,10 @@ fn serve(stream: TcpStream, stub: &Mutex<Stub>, done: &Sender<FromStub>) -> std:
                     std::thread::park();
                 }
             };
-            let floor = lock(stub).floor;
+            let floor = {
+                let stub = lock(stub);
+                stub.floor && !stub.handed.is_empty()
+            };
             let event = if floor {
                 let (reply, back) = channel();
                 done.send(FromStub::Floor { event, reply }).map_err(std::io::Error::other)?;
