@@ -111,7 +111,7 @@ async fn append(lake: &Lake, table: Table, posts: &[&Post], source: &str, ingest
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let record = clean_bytes(table, raw(p, table).to_string().as_bytes()).expect("a clean record");
+            let record = clean_bytes(table, raw(p, table).to_string().as_bytes()).expect("a clean record").into_owned();
             (record, Origin { source: source.to_string(), position: i.to_string() })
         })
         .collect();

@@ -33,7 +33,7 @@ pub fn check(table: Table, raw: &[u8]) {
     check_json_line(table, &record);
 }
 
-fn check_record(table: Table, raw: &Map<String, Value>, record: &CleanRecord) {
+fn check_record(table: Table, raw: &Map<String, Value>, record: &CleanRecord<'_>) {
     let columns = table.columns();
     assert_eq!(record.cells.len(), columns.len(), "one cell per column");
     assert!(matches!(record.cells[0], Cell::Int(_)), "the key is a non-null integer: {:?}", record.cells[0]);
@@ -148,7 +148,7 @@ pub fn exact_decimal_integer(s: &str) -> Option<i128> {
     Some(if negative { -value } else { value })
 }
 
-fn check_json_line(table: Table, record: &CleanRecord) {
+fn check_json_line(table: Table, record: &CleanRecord<'_>) {
     let line = record.to_json_line(table);
     let parsed: Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("to_json_line is not JSON ({e}): {line}"));
@@ -164,7 +164,7 @@ fn check_json_line(table: Table, record: &CleanRecord) {
         match cell {
             Cell::Null => assert!(value.is_null(), "{}: {value}", column.name),
             Cell::Int(v) => assert_eq!(value.as_i64(), Some(*v), "{}: {line}", column.name),
-            Cell::Str(s) => assert_eq!(value.as_str(), Some(s.as_str()), "{}: {line}", column.name),
+            Cell::Str(s) => assert_eq!(value.as_str(), Some(s.as_ref()), "{}: {line}", column.name),
             Cell::Coordinates([lat, lon]) => {
                 let pair = value.as_array().filter(|a| a.len() == 2).unwrap_or_else(|| panic!("{line}"));
                 for (got, want) in pair.iter().zip([lat, lon]) {
@@ -175,8 +175,8 @@ fn check_json_line(table: Table, record: &CleanRecord) {
             }
             Cell::Timestamp(us) => {
                 let text = value.as_str().unwrap_or_else(|| panic!("{}: a timestamp is a string: {line}", column.name));
-                let again =
-                    clean_bytes(Table::Geo, serde_json::json!({"ind": 0, "timestamp": text}).to_string().as_bytes());
+                let raw = serde_json::json!({"ind": 0, "timestamp": text}).to_string();
+                let again = clean_bytes(Table::Geo, raw.as_bytes());
                 let again = again.unwrap_or_else(|e| panic!("{}: {text:?} does not read back: {e}", column.name));
                 assert_eq!(again.cells[3], Cell::Timestamp(*us), "{}: {text:?} reads back differently", column.name);
             }

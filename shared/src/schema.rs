@@ -76,7 +76,7 @@ pub fn table_schema(table: Table) -> SchemaRef {
 /// are read while they are in cache, where a pass per column would fetch every row again for
 /// each column. The string columns are sized first, from the rows' lengths, so no builder
 /// grows (and copies) while it is filled.
-pub fn table_batch<R: Borrow<(CleanRecord, Origin)>>(
+pub fn table_batch<'a, R: Borrow<(CleanRecord<'a>, Origin)>>(
     table: Table,
     rows: &[R],
     ingested_at: i64,
@@ -318,7 +318,7 @@ mod tests {
             let schema = table_schema(table);
             assert_eq!(schema.fields().len(), table.columns().len() + 4);
             assert!(!schema.field(0).is_nullable(), "{table}: the key is never null");
-            let empty = table_batch::<(CleanRecord, Origin)>(table, &[], 0).unwrap();
+            let empty = table_batch::<(CleanRecord<'static>, Origin)>(table, &[], 0).unwrap();
             assert_eq!(empty.num_rows(), 0);
         }
     }

@@ -155,8 +155,8 @@ struct Arrived<T> {
     arrived_at: Option<DateTime<Utc>>,
 }
 
-impl Borrow<(CleanRecord, Origin)> for &Arrived<(CleanRecord, Origin)> {
-    fn borrow(&self) -> &(CleanRecord, Origin) {
+impl<'a> Borrow<(CleanRecord<'a>, Origin)> for &Arrived<(CleanRecord<'a>, Origin)> {
+    fn borrow(&self) -> &(CleanRecord<'a>, Origin) {
         &self.item
     }
 }
@@ -358,7 +358,7 @@ mod tests {
                 key: SourceKey::Offset(format!("old/{ind}")),
                 position: Position::parse("0").unwrap(),
                 item: (
-                    clean_bytes(Table::User, &user(*ind, "")).unwrap(),
+                    clean_bytes(Table::User, &user(*ind, "")).unwrap().into_owned(),
                     Origin { source: "old".into(), position: "1".into() },
                 ),
             })

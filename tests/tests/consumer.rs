@@ -264,7 +264,7 @@ async fn a_pin_table_written_before_rescued_fields_gains_the_column_and_keeps_it
             key: SourceKey::Sequence(format!("kinesis/streaming-t-pin/{SHARD}")),
             position: Position::parse(&ind.to_string()).unwrap(),
             item: (
-                clean_bytes(Table::Pin, &pin_record(ind)).unwrap(),
+                clean_bytes(Table::Pin, &pin_record(ind)).unwrap().into_owned(),
                 Origin { source: "old".into(), position: ind.to_string() },
             ),
         })

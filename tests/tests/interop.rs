@@ -95,7 +95,7 @@ async fn write_a_table_before_and_after_it_gains_rescued_fields(dir: &std::path:
             key: SourceKey::Sequence("kinesis/streaming-interop-pin/shardId-000000000000".into()),
             position: Position::parse(&sequence_number(ind as u64)).unwrap(),
             item: (
-                clean_bytes(Table::Pin, &raw(Table::Pin, ind)).unwrap(),
+                clean_bytes(Table::Pin, &raw(Table::Pin, ind)).unwrap().into_owned(),
                 Origin { source: "old".into(), position: ind.to_string() },
             ),
         })

@@ -56,7 +56,7 @@ fn invalid_json(raw: &[u8], e: serde_json::Error) -> Rejection {
 /// once into a [`RawRecord`] that borrows its strings, and the text of the fields no rule reads,
 /// from `raw`; `decode` + `clean` give the same answer (the fuzz targets check that they agree;
 /// [`Rescued`] compares the JSON the texts hold, since a parsed map no longer has the text).
-pub fn clean_bytes(table: Table, raw: &[u8]) -> Result<CleanRecord, Rejection> {
+pub fn clean_bytes(table: Table, raw: &[u8]) -> Result<CleanRecord<'_>, Rejection> {
     let met_unread = Flag::new(false);
     let top = TopLevelOf { reads: table.read_fields(), met_unread: &met_unread };
     // UTF-8 is checked once for the whole record, which is quicker than serde_json's check of
@@ -70,7 +70,7 @@ pub fn clean_bytes(table: Table, raw: &[u8]) -> Result<CleanRecord, Rejection> {
         Ok(TopLevel::Other(found)) => reject(format!("not a JSON object (found {found})")),
         // Past a field no rule reads, the fault is named by the parse `decode` does (see
         // `TopLevelOf::met_unread`): rare, and only ever for records that are then rejected.
-        Err(_) if met_unread.get() => decode(raw).and_then(|map| clean(table, &map)),
+        Err(_) if met_unread.get() => decode(raw).and_then(|map| clean(table, &map).map(CleanRecord::into_owned)),
         Err(e) => Err(invalid_json(raw, e)),
     }
 }
@@ -84,11 +84,11 @@ fn parse_top_level<'de, R: serde_json::de::Read<'de>>(
 }
 
 /// Applies the table's rules to one raw record.
-pub fn clean(table: Table, raw: &Map<String, Value>) -> Result<CleanRecord, Rejection> {
+pub fn clean(table: Table, raw: &Map<String, Value>) -> Result<CleanRecord<'_>, Rejection> {
     clean_raw(table, &RawRecord::from_map(raw, table.read_fields()))
 }
 
-fn clean_raw(table: Table, raw: &RawRecord) -> Result<CleanRecord, Rejection> {
+fn clean_raw<'a>(table: Table, raw: &RawRecord<'a>) -> Result<CleanRecord<'a>, Rejection> {
     let cells = table
         .columns()
         .iter()
@@ -98,7 +98,7 @@ fn clean_raw(table: Table, raw: &RawRecord) -> Result<CleanRecord, Rejection> {
 }
 
 impl Rule {
-    fn apply(self, raw: &RawRecord) -> Result<Cell, Rejection> {
+    fn apply<'a>(self, raw: &RawRecord<'a>) -> Result<Cell<'a>, Rejection> {
         let field = |name: &str| raw.get(name).unwrap_or(&NULL);
         match self {
             Rule::Key(names) => {
@@ -115,9 +115,7 @@ impl Rule {
                 }
             }
             Rule::Int(name) => Ok(integer(field(name))?.map_or(Cell::Null, Cell::Int)),
-            Rule::Text { field: name, nulls } => {
-                Ok(string(field(name), nulls)?.map_or(Cell::Null, |s| Cell::Str(s.into_owned())))
-            }
+            Rule::Text { field: name, nulls } => Ok(string(field(name), nulls)?.map_or(Cell::Null, Cell::Str)),
             Rule::FollowerCount { field: name, nulls } => {
                 Ok(follower_count(field(name), nulls)?.map_or(Cell::Null, Cell::Int))
             }
@@ -144,7 +142,7 @@ impl Rule {
             Rule::FullName(names) => {
                 let parts: Vec<Cow<str>> =
                     names.into_iter().filter_map(|n| string(field(n), &[]).transpose()).collect::<Result<_, _>>()?;
-                Ok(if parts.is_empty() { Cell::Null } else { Cell::Str(parts.join(" ")) })
+                Ok(if parts.is_empty() { Cell::Null } else { Cell::Str(Cow::Owned(parts.join(" "))) })
             }
         }
     }

@@ -1,17 +1,21 @@
 //! The clean record: one [`Cell`] per column of its table, the fields it rescued, and its JSON
 //! line.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
 use crate::Table;
 
-/// One clean value.
+/// One clean value. Text borrows from the record's bytes where the clean value is a slice of
+/// them (most text: no escapes, nothing rewritten), so a batch's text is copied once, into its
+/// Arrow columns, rather than first into a string of its own per cell.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
+pub enum Cell<'a> {
     Null,
     Int(i64),
-    Str(String),
+    Str(Cow<'a, str>),
     /// Microseconds since the epoch, UTC.
     Timestamp(i64),
     Coordinates([f64; 2]),
@@ -74,13 +78,29 @@ fn same_json(a: &Value, b: &Value) -> bool {
 /// A clean record: one cell per column of its table, in column order, and the fields the
 /// table's rules do not read.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CleanRecord {
-    pub cells: Vec<Cell>,
+pub struct CleanRecord<'a> {
+    pub cells: Vec<Cell<'a>>,
     /// `None` when the rules read every field of the record.
     pub rescued: Option<Rescued>,
 }
 
-impl CleanRecord {
+impl CleanRecord<'_> {
+    /// The record with its text its own, for one kept beyond the bytes it was cleaned from.
+    pub fn into_owned(self) -> CleanRecord<'static> {
+        let cells = self
+            .cells
+            .into_iter()
+            .map(|cell| match cell {
+                Cell::Null => Cell::Null,
+                Cell::Int(v) => Cell::Int(v),
+                Cell::Str(s) => Cell::Str(Cow::Owned(s.into_owned())),
+                Cell::Timestamp(us) => Cell::Timestamp(us),
+                Cell::Coordinates(c) => Cell::Coordinates(c),
+            })
+            .collect();
+        CleanRecord { cells, rescued: self.rescued }
+    }
+
     /// The join key (`ind`), always the first column and never null.
     pub fn ind(&self) -> i64 {
         match self.cells.first() {
@@ -103,7 +123,7 @@ impl CleanRecord {
             match cell {
                 Cell::Null => out.push_str("null"),
                 Cell::Int(v) => out.push_str(&v.to_string()),
-                Cell::Str(s) => out.push_str(&Value::from(s.as_str()).to_string()),
+                Cell::Str(s) => out.push_str(&Value::from(s.as_ref()).to_string()),
                 Cell::Timestamp(us) => out.push_str(&Value::from(format_timestamp(*us)).to_string()),
                 Cell::Coordinates(c) => out.push_str(&serde_json::json!(c).to_string()),
             }

@@ -6,11 +6,11 @@ use serde_json::{Value, json};
 use super::{Cell, CleanRecord, Rejection, clean_bytes};
 use crate::Table;
 
-pub(super) fn clean_json(table: Table, raw: Value) -> Result<CleanRecord, Rejection> {
-    clean_bytes(table, raw.to_string().as_bytes())
+pub(super) fn clean_json(table: Table, raw: Value) -> Result<CleanRecord<'static>, Rejection> {
+    clean_bytes(table, raw.to_string().as_bytes()).map(CleanRecord::into_owned)
 }
 
-pub(super) fn cell(table: Table, raw: Value, column: &str) -> Cell {
+pub(super) fn cell(table: Table, raw: Value, column: &str) -> Cell<'static> {
     let record = clean_json(table, raw).expect("record cleans");
     let i = table.columns().iter().position(|c| c.name == column).expect("column exists");
     record.cells[i].clone()

@@ -10,10 +10,12 @@ use super::{Rejection, reject};
 
 /// A string value with placeholders and blanks as null. Numbers and booleans become their
 /// text (the emulator serialises database rows loosely); arrays and objects are rejected.
-pub(super) fn string<'v>(value: &'v FieldValue, nulls: &[&str]) -> Result<Option<Cow<'v, str>>, Rejection> {
+pub(super) fn string<'a>(value: &FieldValue<'a>, nulls: &[&str]) -> Result<Option<Cow<'a, str>>, Rejection> {
     let s = match value {
         FieldValue::Null => return Ok(None),
-        FieldValue::Str(s) => Cow::Borrowed(s.as_ref()),
+        // Text without escapes is a slice of the record's bytes, and stays one.
+        FieldValue::Str(Cow::Borrowed(s)) => Cow::Borrowed(*s),
+        FieldValue::Str(Cow::Owned(s)) => Cow::Owned(s.clone()),
         FieldValue::Number(n) => Cow::Owned(n.to_string()),
         FieldValue::Bool(b) => Cow::Owned(b.to_string()),
         other => return reject(format!("expected a string, found {}", other.kind())),
@@ -160,17 +162,26 @@ pub(super) fn follower_count(value: &FieldValue, nulls: &[&str]) -> Result<Optio
 
 /// `Local save in /data/x` → `/data/x`. The prefix goes however often it repeats (a value
 /// cleaned twice, or written twice), so no clean value still starts with it; blank is null.
-pub(super) fn save_path(s: Cow<str>) -> Option<String> {
+pub(super) fn save_path(s: Cow<str>) -> Option<Cow<str>> {
     const PREFIX: &str = "Local save in ";
     let mut rest = s.trim_start();
     if !rest.starts_with(PREFIX) {
-        return Some(s.into_owned());
+        return Some(s);
     }
     while let Some(after) = rest.strip_prefix(PREFIX) {
         rest = after.trim_start();
     }
     let path = rest.trim_end();
-    (!path.is_empty()).then(|| path.to_string())
+    if path.is_empty() {
+        return None;
+    }
+    // The path is a slice of `s`: borrowed from the record's bytes when `s` is.
+    let start = path.as_ptr() as usize - s.as_ptr() as usize;
+    let range = start..start + path.len();
+    Some(match s {
+        Cow::Borrowed(s) => Cow::Borrowed(&s[range]),
+        Cow::Owned(s) => Cow::Owned(s[range].to_string()),
+    })
 }
 
 /// Timestamps as `2020-08-28 03:52:47` or ISO 8601 (`T`, fraction, `Z` or offset); naive ones are UTC.

@@ -155,7 +155,7 @@ pub async fn redrive(lake: &Lake, request: &RedriveRequest) -> Result<RedriveRep
 /// A quarantined record picked for a run, with what today's rules make of it.
 struct Picked {
     row: LedgerRow,
-    clean: Option<CleanRecord>,
+    clean: Option<CleanRecord<'static>>,
 }
 
 async fn redrive_table(lake: &Lake, table: Table, request: &RedriveRequest) -> Result<TableRedrive, RedriveError> {
@@ -216,7 +216,7 @@ async fn redrive_table(lake: &Lake, table: Table, request: &RedriveRequest) -> R
         }
 
         // 5. Land the clean rows at the same position.
-        let rows: Vec<(CleanRecord, Origin)> =
+        let rows: Vec<(CleanRecord<'static>, Origin)> =
             picked.iter().filter_map(|p| p.clean.clone().map(|clean| (clean, origin(&p.row.record)))).collect();
         land(lake, table, &key, run, &rows).await?;
         report.run = Some(run);
@@ -378,7 +378,7 @@ fn recleaned(table: Table, quarantined: QuarantinedRecord) -> Picked {
     match clean_bytes(table, &raw) {
         Ok(clean) => Picked {
             row: LedgerRow { record, outcome: Outcome::Landed, reason: None, previous_reason: reason },
-            clean: Some(clean),
+            clean: Some(clean.into_owned()),
         },
         Err(rejection) => Picked {
             row: LedgerRow {
@@ -397,7 +397,7 @@ fn finishing_rows(
     table: Table,
     run: &LastRun,
     mut raws: HashMap<RecordId, Vec<u8>>,
-) -> Result<Vec<(CleanRecord, Origin)>, RedriveError> {
+) -> Result<Vec<(CleanRecord<'static>, Origin)>, RedriveError> {
     let mut rows = Vec::with_capacity(run.landed.len());
     for record in &run.landed {
         let missing = || RedriveError::Missing {
@@ -414,7 +414,7 @@ fn finishing_rows(
             position: record.position.clone(),
             reason: rejection.0,
         })?;
-        rows.push((clean, origin(record)));
+        rows.push((clean.into_owned(), origin(record)));
     }
     Ok(rows)
 }
@@ -450,19 +450,19 @@ async fn land(
     table: Table,
     key: &SourceKey,
     run: i64,
-    rows: &[(CleanRecord, Origin)],
+    rows: &[(CleanRecord<'_>, Origin)],
 ) -> Result<usize, RedriveError> {
     if rows.is_empty() {
         return Ok(0);
     }
     let schema = table_schema(table);
     let delta = add_missing_columns(lake.open_or_create(table.name(), &schema).await?, &schema).await?;
-    let items: Vec<Marked<&(CleanRecord, Origin)>> =
+    let items: Vec<Marked<&(CleanRecord<'_>, Origin)>> =
         rows.iter().map(|row| Marked { key: key.clone(), position: run_position(run), item: row }).collect();
     let now = chrono::Utc::now().timestamp_micros();
     let outcome = TableAppender::new(delta)?
         .append(&items, app_metadata(table, "redrive", run, items.len()), |fresh| {
-            let fresh: Vec<&(CleanRecord, Origin)> = fresh.iter().map(|row| **row).collect();
+            let fresh: Vec<&(CleanRecord<'_>, Origin)> = fresh.iter().map(|row| **row).collect();
             Ok(table_batch(table, &fresh, now)?)
         })
         .await?;
