@@ -104,6 +104,9 @@ async fn settled<T>(work: impl Future<Output = T>) -> T {
 }
 
 fn main() -> Result<(), Error> {
+    // The functions' allocator settings, so the in-process handler and the floor run as the
+    // functions do (the floor gets every advantage the consumer has).
+    pinpipe::allocator::keep_batch_memory();
     let mut argv = std::env::args().skip(1);
     let command = argv.next().unwrap_or_default();
     let args = Args::parse(argv);

@@ -38,6 +38,7 @@
 //!   pass of the log, `lake::txn_log`), and column scans without a query engine (`lake::scan`).
 //! - [`freshness`]: how old the records a commit lands are (commit time minus arrival).
 //! - [`maintenance`]: compaction, checkpoints, log cleanup and vacuum.
+//! - [`allocator`]: malloc settings for a process that handles one large batch after another.
 //! - [`redrive`]: quarantined records cleaned again after a rule change (`RULES_VERSION`), the
 //!   ones that now pass landed exactly once, a ledger of what became of each
 //!   (docs/cleaning.md#redrive).
@@ -49,6 +50,7 @@
 //! The features: `lake` (the Delta side: sink, triggers, batch, maintenance, redrive), `kinesis` (the
 //! AWS SDK adapter, for the producer), `local`.
 
+pub mod allocator;
 pub mod backoff;
 #[cfg(feature = "lake")]
 pub mod batch;

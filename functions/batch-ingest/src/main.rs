@@ -17,6 +17,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    pinpipe::allocator::keep_batch_memory();
     pinpipe::logging::init();
     let config = BatchIngestConfig::from_env(&Env::process())?;
     let source: Arc<dyn ObjectSource> = match config.local_objects_dir {

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    pinpipe::allocator::keep_batch_memory();
     pinpipe::logging::init();
     let config = MaintenanceConfig::from_env(&Env::process())?;
     let config = &config;

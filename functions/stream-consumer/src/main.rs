@@ -16,6 +16,7 @@ use crate::payload::{Payloads, TakePayloads};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    pinpipe::allocator::keep_batch_memory();
     pinpipe::logging::init();
     let config = ConsumerConfig::from_env(&Env::process())?;
     let sink = TableSink::new(config.table, config.lake);
