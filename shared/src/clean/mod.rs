@@ -24,6 +24,7 @@ pub use record::{Cell, CleanRecord, RESCUED_COLUMN, Rescued, format_timestamp};
 pub use rules::{Column, ColumnType, RULES_VERSION, Rule};
 
 use raw::{FieldValue, NULL, RawRecord, TopLevel, TopLevelOf};
+pub use values::parse_timestamp;
 use values::{float, follower_count, integer, save_path, string, timestamp};
 
 /// Why a record could not be cleaned. Goes to the quarantine table with the raw bytes.
