@@ -147,10 +147,7 @@ fn runtime_rows(
                 target: "≥ 5×",
                 result: verdict(ratio >= 5.0),
             });
-            // The peer's cold start as ours is counted, from process start: the interpreter's
-            // start (when the run measured it), its imports, then its first batch.
-            let startup = peer["startup_ms"].as_f64().unwrap_or(0.0);
-            let peer_cold = startup + f(peer, "import_ms") + f(peer, "cold_ms");
+            let (peer_cold, startup) = peer_cold_start(peer, "cold_ms");
             let ratio = peer_cold / cold;
             rows.push(Row {
                 figure: format!(
@@ -169,13 +166,12 @@ fn runtime_rows(
             else {
                 continue;
             };
-            let theirs = f(peer_cold, "startup_ms") + f(peer_cold, "import_ms") + f(peer_cold, "first_batch_ms");
+            let (theirs, startup) = peer_cold_start(peer_cold, "first_batch_ms");
             let ratio = theirs / ours;
             rows.push(Row {
                 figure: format!("  Python peer ({name}) cold ÷ runtime path cold, table exists, {table} {records}"),
                 measured: format!(
-                    "{ratio:.1}× (ours {ours:.0} ms; peer {theirs:.0} ms: interpreter {:.0} + imports {:.0} + first batch {:.0})",
-                    f(peer_cold, "startup_ms"),
+                    "{ratio:.1}× (ours {ours:.0} ms; peer {theirs:.0} ms: interpreter {startup:.0} + imports {:.0} + first batch {:.0})",
                     f(peer_cold, "import_ms"),
                     f(peer_cold, "first_batch_ms")
                 ),
@@ -190,6 +186,15 @@ fn runtime_rows(
             result: verdict(rss <= 128.0 * MB),
         });
     }
+}
+
+/// A Python peer's cold start as ours is counted, from process start, and the interpreter's part
+/// of it: the interpreter's start, its imports, then its first batch (`first_batch`). A run that
+/// did not measure the interpreter's start (`run.py` by hand, without `PINPIPE_BENCH_SPAWNED_NS`)
+/// counts it as 0 in every row alike.
+fn peer_cold_start(run: &Value, first_batch: &str) -> (f64, f64) {
+    let startup = run["startup_ms"].as_f64().unwrap_or(0.0);
+    (startup + f(run, "import_ms") + f(run, first_batch), startup)
 }
 
 pub fn print(results: &Path) -> Result<(), Error> {
