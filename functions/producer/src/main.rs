@@ -18,6 +18,7 @@ use pinpipe::stream::kinesis::KinesisStreamStore;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    pinpipe::allocator::keep_batch_memory();
     pinpipe::logging::init();
 
     let config = ApiConfig::from_env(&pinpipe::config::Env::process())?;

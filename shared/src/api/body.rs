@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use super::error::{ApiError, ApiRequest};
 use super::route::shorten;
 use super::{MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_BODY_BYTES, MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES};
-use crate::json::{Text, closes_string, visit_other_kinds};
+use crate::json::{Text, visit_other_kinds};
 use crate::stream::PutEntry;
 
 /// The record of a PutRecord body, validated; a `StreamName` in the body must name `stream`.
@@ -286,26 +286,40 @@ fn compact_json(text: &str) -> (Vec<u8>, bool) {
     let mut out = Vec::with_capacity(text.len());
     // Bytes are copied in runs, from `run` up to the next whitespace between tokens.
     let mut run = 0;
-    let (mut in_string, mut escaped) = (false, false);
     let (mut depth, mut max_depth, mut digits, mut needs_parse) = (0usize, 0usize, 0usize, false);
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_string {
-            // `\uD800`-`\uDFFF`: half of a surrogate pair, or a lone one.
-            needs_parse |= escaped
-                && b == b'u'
-                && matches!(bytes.get(i + 1), Some(b'd' | b'D'))
-                && matches!(bytes.get(i + 2), Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'));
-            in_string = !closes_string(b, &mut escaped);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        i += 1;
+        if b == b'"' {
+            // Inside a string only a quote or a backslash matters: jump from one to the next
+            // (most of a record's bytes are in its strings).
             digits = 0;
+            loop {
+                let Some(k) = memchr::memchr2(b'"', b'\\', &bytes[i..]) else {
+                    // Unterminated: raw capture refuses it before this runs.
+                    i = bytes.len();
+                    break;
+                };
+                let at = i + k;
+                if bytes[at] == b'"' {
+                    i = at + 1;
+                    break;
+                }
+                // `\uD800`-`\uDFFF`: half of a surrogate pair, or a lone one.
+                needs_parse |= bytes.get(at + 1) == Some(&b'u')
+                    && matches!(bytes.get(at + 2), Some(b'd' | b'D'))
+                    && matches!(bytes.get(at + 3), Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'));
+                i = at + 2;
+            }
             continue;
         }
         match b {
             b' ' | b'\t' | b'\n' | b'\r' => {
-                out.extend_from_slice(&bytes[run..i]);
-                run = i + 1;
+                out.extend_from_slice(&bytes[run..i - 1]);
+                run = i;
                 continue;
             }
-            b'"' => in_string = true,
             b'{' | b'[' => {
                 depth += 1;
                 max_depth = max_depth.max(depth);
@@ -318,7 +332,7 @@ fn compact_json(text: &str) -> (Vec<u8>, bool) {
         digits = if b.is_ascii_digit() || b == b'.' { digits + 1 } else { 0 };
         needs_parse |= digits > 300;
     }
-    out.extend_from_slice(&bytes[run..]);
+    out.extend_from_slice(&bytes[run.min(bytes.len())..]);
     (out, needs_parse || max_depth > 100)
 }
 
@@ -536,6 +550,7 @@ mod tests {
     use super::super::test_store::FaultyStreams;
     use super::super::test_support::*;
     use super::*;
+    use crate::json::closes_string;
     use crate::local::events::sequence_number;
 
     #[tokio::test]
@@ -780,6 +795,76 @@ mod tests {
         assert_eq!(response.status, StatusCode::OK);
         assert_eq!(response.body["Records"].as_array().unwrap().len(), 500);
         assert_eq!(store.written(PIN).len(), 500);
+    }
+
+    /// The byte-at-a-time compaction `compact_json` replaced: the reference it must agree with.
+    fn byte_by_byte(text: &str) -> (Vec<u8>, bool) {
+        let bytes = text.as_bytes();
+        let mut out = Vec::with_capacity(text.len());
+        // Bytes are copied in runs, from `run` up to the next whitespace between tokens.
+        let mut run = 0;
+        let (mut in_string, mut escaped) = (false, false);
+        let (mut depth, mut max_depth, mut digits, mut needs_parse) = (0usize, 0usize, 0usize, false);
+        for (i, &b) in bytes.iter().enumerate() {
+            if in_string {
+                // `\uD800`-`\uDFFF`: half of a surrogate pair, or a lone one.
+                needs_parse |= escaped
+                    && b == b'u'
+                    && matches!(bytes.get(i + 1), Some(b'd' | b'D'))
+                    && matches!(bytes.get(i + 2), Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'));
+                in_string = !closes_string(b, &mut escaped);
+                digits = 0;
+                continue;
+            }
+            match b {
+                b' ' | b'\t' | b'\n' | b'\r' => {
+                    out.extend_from_slice(&bytes[run..i]);
+                    run = i + 1;
+                    continue;
+                }
+                b'"' => in_string = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    max_depth = max_depth.max(depth);
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                // An exponent, or a numeral long enough to overflow an f64.
+                b'e' | b'E' if digits > 0 => needs_parse = true,
+                _ => {}
+            }
+            digits = if b.is_ascii_digit() || b == b'.' { digits + 1 } else { 0 };
+            needs_parse |= digits > 300;
+        }
+        out.extend_from_slice(&bytes[run..]);
+        (out, needs_parse || max_depth > 100)
+    }
+
+    #[test]
+    fn compacting_agrees_with_a_byte_at_a_time_reading() {
+        let mut texts: Vec<String> = [
+            r#"{"a": "x", "b" : [1, 2.5, -3e2], "c": {"d": null}}"#,
+            r#"{"esc": "q\"uote \\ back\\", "u": "\u00e9 \uD83D\uDE00 \ud800", "t": "\t\n"}"#,
+            r#"{"s": "\\", "after": 1}"#,
+            r#"{"s": "ends with backslash \\\\"}"#,
+            "{ \"ws\" :\t[ 1 ,\n 2 ]\r }",
+            r#"["", "\"", "\\\"", {"": ""}]"#,
+            r#""just a string with spaces""#,
+            r#"12345.678e9"#,
+        ]
+        .map(String::from)
+        .to_vec();
+        texts.push(format!("{{\"n\": 1{}}}", "0".repeat(400)));
+        texts.push(format!("{{\"a\": {}{}}}", "[".repeat(101), "]".repeat(101)));
+        // Records spaced as a person or Python's json.dumps spaces them.
+        for i in 0..50 {
+            let record = json!({"index": i, "title": format!("Room \"{i}\" ideas\\"), "tags": ["a b", "é", "\u{1F600}"],
+                "follower_count": format!("{i}k"), "nested": {"x": [i, 2.5, null, true]}, "empty": ""});
+            texts.push(serde_json::to_string_pretty(&record).unwrap());
+            texts.push(serde_json::to_string(&record).unwrap().replace(',', ", ").replace(':', ": "));
+        }
+        for text in &texts {
+            assert_eq!(compact_json(text), byte_by_byte(text), "{text}");
+        }
     }
 
     #[test]
