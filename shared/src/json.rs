@@ -59,7 +59,8 @@ macro_rules! visit_other_kinds {
 pub(crate) use visit_other_kinds;
 
 /// Feeds `b`, a byte inside a JSON string, to the string's escape state; true if `b` is the
-/// quote that closes the string.
+/// quote that closes the string. Batch files' line reader (`lake` only) uses it, and the tests.
+#[cfg(any(feature = "lake", test))]
 pub(crate) fn closes_string(b: u8, escaped: &mut bool) -> bool {
     if *escaped {
         *escaped = false;
