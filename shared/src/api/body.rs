@@ -296,7 +296,8 @@ fn compact_json(text: &str) -> (Vec<u8>, bool) {
             // (most of a record's bytes are in its strings).
             digits = 0;
             loop {
-                let Some(k) = memchr::memchr2(b'"', b'\\', &bytes[i..]) else {
+                // Past the end only when the text ends in a backslash inside a string.
+                let Some(k) = bytes.get(i..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) else {
                     // Unterminated: raw capture refuses it before this runs.
                     i = bytes.len();
                     break;
@@ -332,7 +333,7 @@ fn compact_json(text: &str) -> (Vec<u8>, bool) {
         digits = if b.is_ascii_digit() || b == b'.' { digits + 1 } else { 0 };
         needs_parse |= digits > 300;
     }
-    out.extend_from_slice(&bytes[run.min(bytes.len())..]);
+    out.extend_from_slice(&bytes[run..]);
     (out, needs_parse || max_depth > 100)
 }
 
@@ -850,6 +851,8 @@ mod tests {
             r#"["", "\"", "\\\"", {"": ""}]"#,
             r#""just a string with spaces""#,
             r#"12345.678e9"#,
+            // Unterminated, ending in a backslash: never reaches compaction, but must not panic.
+            r#""abc\"#,
         ]
         .map(String::from)
         .to_vec();
